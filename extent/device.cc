@@ -1,0 +1,84 @@
+// Device::Open picks the backend; the backends live in pmem2_device.cc and
+// emulated_device.cc.
+#include "extent/device.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "extent/device_backends.h"
+
+namespace nosyncfs {
+
+const char* PersistGranularityName(PersistGranularity g) {
+  switch (g) {
+    case PersistGranularity::kCacheLine: return "cache line (persistent memory)";
+    case PersistGranularity::kPage: return "page (msync)";
+    case PersistGranularity::kStrictEmulation: return "strict emulation";
+  }
+  return "unknown";
+}
+
+void Device::Read(uint64_t off, void* buf, size_t len) const {
+  std::memcpy(buf, base_ + off, len);
+}
+
+void Device::Write(uint64_t off, const void* buf, size_t len) {
+  std::memcpy(base_ + off, buf, len);
+}
+
+void Device::Zero(uint64_t off, size_t len) { std::memset(base_ + off, 0, len); }
+
+namespace {
+
+// Size of whatever `fd` is: file size, or the block device's capacity.
+Result<uint64_t> DeviceSize(int fd, const struct stat& st, const std::string& path) {
+  if (S_ISREG(st.st_mode)) return static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode)) {
+    uint64_t bytes = 0;
+    if (ioctl(fd, BLKGETSIZE64, &bytes) != 0) return ErrnoStatus(path + ": BLKGETSIZE64");
+    return bytes;
+  }
+  if (S_ISCHR(st.st_mode)) {
+    // devdax: the size is published in sysfs; libpmem2 reads it for us.
+    return uint64_t{0};
+  }
+  return Status::Error(EINVAL, path + ": not a file, block device or DAX character device");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Device>> Device::Open(const std::string& path,
+                                             const DeviceOptions& options) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(path);
+  FdCloser closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) return ErrnoStatus(path);
+  if (options.lock && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return Status::Error(EBUSY, path + ": device is in use by another process");
+    }
+    return ErrnoStatus(path + ": lock");
+  }
+  NSF_ASSIGN_OR_RETURN(uint64_t size, DeviceSize(fd, st, path));
+  if (S_ISREG(st.st_mode) && size == 0) {
+    return Status::Error(EINVAL, path + ": image file is empty");
+  }
+  closer.fd = -1;  // ownership passes to the backend
+  if (options.strict_emulation) {
+    if (S_ISCHR(st.st_mode)) {
+      ::close(fd);
+      return Status::Error(EINVAL, path + ": strict emulation needs an image file or block device");
+    }
+    return OpenEmulatedDevice(fd, size, path);
+  }
+  return OpenPmem2Device(fd, size, S_ISBLK(st.st_mode), path);
+}
+
+}  // namespace nosyncfs

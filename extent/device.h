@@ -1,0 +1,73 @@
+// Device: byte-addressable access to the medium that holds file data and
+// the metadata log.
+//
+// The whole device is mapped into memory. Stores through Write()/Zero() (or
+// through data()) are volatile until Persist() covers them; Persist() returns
+// only when the range is durable. Implementations:
+//  - Pmem2Device: a devdax character device or a regular file through
+//    libpmem2 (cache-line persistence on real pmem, msync on page-cache
+//    backed files); a block device falls back to mmap + msync.
+//  - Strict persistence emulation: stores land in a private (copy-on-write)
+//    mapping and only Persist() copies ranges to the backing image, so losing
+//    the process loses exactly what a power failure would lose.
+//
+// Thread-safety: Read/Write/Persist on disjoint ranges may run concurrently;
+// callers order overlapping access.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+
+namespace nosyncfs {
+
+// How the medium makes stores durable.
+enum class PersistGranularity {
+  kCacheLine,         // real persistent memory: flush + fence
+  kPage,              // page-cache backed: msync
+  kStrictEmulation,   // volatile copy; persist copies into the image
+};
+
+const char* PersistGranularityName(PersistGranularity g);
+
+struct DeviceOptions {
+  bool strict_emulation = false;
+  // Take an exclusive advisory lock on the device; fail with EBUSY if another
+  // process (another nosyncfs, or mkfs) holds it.
+  bool lock = true;
+};
+
+class Device {
+ public:
+  virtual ~Device() = default;
+
+  // Opens and maps `path`: a regular image file, a block device or a devdax
+  // character device. Errors: ENOENT, EACCES, EBUSY (locked by another
+  // process), EINVAL (unsupported file type or empty device).
+  static Result<std::unique_ptr<Device>> Open(const std::string& path,
+                                              const DeviceOptions& options);
+
+  uint64_t size() const { return size_; }
+  // Base of the mapping; valid for the Device's lifetime.
+  char* data() const { return base_; }
+  virtual PersistGranularity granularity() const = 0;
+
+  void Read(uint64_t off, void* buf, size_t len) const;
+  // Volatile until Persist() covers the range.
+  void Write(uint64_t off, const void* buf, size_t len);
+  void Zero(uint64_t off, size_t len);
+  // Makes [off, off+len) durable. EIO on failure (the range may be partly
+  // durable).
+  virtual Status Persist(uint64_t off, size_t len) = 0;
+
+ protected:
+  Device(char* base, uint64_t size) : base_(base), size_(size) {}
+
+  char* base_;
+  uint64_t size_;
+};
+
+}  // namespace nosyncfs

@@ -1,0 +1,106 @@
+// Real media through libpmem2 (the only file that includes <libpmem2.h>).
+//
+// libpmem2 chooses the persist function for the mapping it made: cache-line
+// flush + fence on DAX media, msync on page-cache backed files. Block devices
+// are not a libpmem2 source type; they get a plain shared mapping and msync.
+#include <libpmem2.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "extent/device_backends.h"
+
+namespace nosyncfs {
+namespace {
+
+Status Pmem2Error(const std::string& what) {
+  return Status::Error(EIO, what + ": " + pmem2_errormsg());
+}
+
+class Pmem2Device final : public Device {
+ public:
+  Pmem2Device(int fd, pmem2_source* source, pmem2_map* map)
+      : Device(static_cast<char*>(pmem2_map_get_address(map)), pmem2_map_get_size(map)),
+        fd_(fd),
+        source_(source),
+        map_(map),
+        persist_(pmem2_get_persist_fn(map)) {}
+  ~Pmem2Device() override {
+    pmem2_map_delete(&map_);
+    pmem2_source_delete(&source_);
+    ::close(fd_);
+  }
+
+  PersistGranularity granularity() const override {
+    return pmem2_map_get_store_granularity(map_) == PMEM2_GRANULARITY_PAGE
+               ? PersistGranularity::kPage
+               : PersistGranularity::kCacheLine;
+  }
+
+  Status Persist(uint64_t off, size_t len) override {
+    if (len > 0) persist_(base_ + off, len);
+    return Status::Ok();
+  }
+
+ private:
+  int fd_;
+  pmem2_source* source_;
+  pmem2_map* map_;
+  pmem2_persist_fn persist_;
+};
+
+// A block device (e.g. /dev/pmem0 without DAX): shared mapping + msync.
+class MsyncDevice final : public Device {
+ public:
+  MsyncDevice(int fd, char* base, uint64_t size) : Device(base, size), fd_(fd) {}
+  ~MsyncDevice() override {
+    munmap(base_, size_);
+    ::close(fd_);
+  }
+  PersistGranularity granularity() const override { return PersistGranularity::kPage; }
+  Status Persist(uint64_t off, size_t len) override {
+    if (len == 0) return Status::Ok();
+    uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    uint64_t start = off & ~(page - 1);
+    if (msync(base_ + start, len + (off - start), MS_SYNC) != 0) return ErrnoStatus("msync");
+    return Status::Ok();
+  }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Device>> OpenPmem2Device(int fd, uint64_t size, bool block_device,
+                                                const std::string& path) {
+  FdCloser closer{fd};
+  if (block_device) {
+    void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) return ErrnoStatus(path + ": mmap");
+    closer.fd = -1;
+    return std::unique_ptr<Device>(new MsyncDevice(fd, static_cast<char*>(base), size));
+  }
+  pmem2_source* source = nullptr;
+  if (pmem2_source_from_fd(&source, fd) != 0) return Pmem2Error(path);
+  pmem2_config* config = nullptr;
+  if (pmem2_config_new(&config) != 0) {
+    pmem2_source_delete(&source);
+    return Pmem2Error(path);
+  }
+  // Page granularity is the weakest requirement, so every medium qualifies;
+  // libpmem2 still reports (and uses) the stronger one where it has it.
+  pmem2_config_set_required_store_granularity(config, PMEM2_GRANULARITY_PAGE);
+  pmem2_map* map = nullptr;
+  int rc = pmem2_map_new(&map, config, source);
+  pmem2_config_delete(&config);
+  if (rc != 0) {
+    Status st = Pmem2Error(path + ": map");
+    pmem2_source_delete(&source);
+    return st;
+  }
+  closer.fd = -1;
+  (void)size;
+  return std::unique_ptr<Device>(new Pmem2Device(fd, source, map));
+}
+
+}  // namespace nosyncfs

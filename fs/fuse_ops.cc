@@ -1,0 +1,330 @@
+#define FUSE_USE_VERSION 312
+#include "fs/fuse_ops.h"
+
+#include <fuse_lowlevel.h>
+#include <spdlog/spdlog.h>
+
+#include <string>
+#include <vector>
+
+#include "fs/vfs.h"
+
+namespace nosyncfs {
+namespace {
+
+// Attributes and entries may be cached by the kernel this long; every change
+// goes through this mount, which invalidates them.
+constexpr double kCacheTimeout = 1.0;
+
+Vfs* VfsOf(fuse_req_t req) { return static_cast<Vfs*>(fuse_req_userdata(req)); }
+
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return Caller{ctx->uid, ctx->gid};
+}
+
+// The one place a failed Status becomes a reply.
+void ReplyError(fuse_req_t req, const Status& st) {
+  if (st.code() == EIO || st.code() == EUCLEAN) spdlog::error("{}", st.ToString());
+  fuse_reply_err(req, st.code());
+}
+
+fuse_entry_param EntryParam(const Entry& e) {
+  fuse_entry_param p{};
+  p.ino = e.ino;
+  p.generation = 1;
+  p.attr = e.attr;
+  p.attr_timeout = kCacheTimeout;
+  p.entry_timeout = kCacheTimeout;
+  return p;
+}
+
+void ReplyEntry(fuse_req_t req, const Result<Entry>& r) {
+  if (!r.ok()) return ReplyError(req, r.status());
+  fuse_entry_param p = EntryParam(*r);
+  fuse_reply_entry(req, &p);
+}
+
+void ReplyStatus(fuse_req_t req, const Status& st) {
+  if (!st.ok()) return ReplyError(req, st);
+  fuse_reply_err(req, 0);
+}
+
+void OpInit(void*, fuse_conn_info* conn) {
+  // Writes must reach the daemon before write(2) returns (SEMANTICS.md D2),
+  // so the kernel must not cache them.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+void OpDestroy(void* userdata) {
+  Status st = static_cast<Vfs*>(userdata)->Shutdown();
+  if (!st.ok()) spdlog::error("shutdown: {}", st.ToString());
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ReplyEntry(req, VfsOf(req)->Lookup(parent, name));
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  VfsOf(req)->Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) VfsOf(req)->Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  auto r = VfsOf(req)->Getattr(ino);
+  if (!r.ok()) return ReplyError(req, r.status());
+  fuse_reply_attr(req, &*r, kCacheTimeout);
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  SetattrRequest s;
+  s.set_mode = to_set & FUSE_SET_ATTR_MODE;
+  s.set_uid = to_set & FUSE_SET_ATTR_UID;
+  s.set_gid = to_set & FUSE_SET_ATTR_GID;
+  s.set_size = to_set & FUSE_SET_ATTR_SIZE;
+  s.set_atime = to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW);
+  s.set_mtime = to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
+  s.atime_now = to_set & FUSE_SET_ATTR_ATIME_NOW;
+  s.mtime_now = to_set & FUSE_SET_ATTR_MTIME_NOW;
+  s.set_ctime = to_set & FUSE_SET_ATTR_CTIME;
+  s.mode = attr->st_mode;
+  s.uid = attr->st_uid;
+  s.gid = attr->st_gid;
+  s.size = static_cast<uint64_t>(attr->st_size);
+  s.atime = attr->st_atim;
+  s.mtime = attr->st_mtim;
+  s.ctime = attr->st_ctim;
+  auto r = VfsOf(req)->Setattr(ino, s);
+  if (!r.ok()) return ReplyError(req, r.status());
+  fuse_reply_attr(req, &*r, kCacheTimeout);
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  auto r = VfsOf(req)->Readlink(ino);
+  if (!r.ok()) return ReplyError(req, r.status());
+  fuse_reply_readlink(req, r->c_str());
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  ReplyEntry(req, VfsOf(req)->Mknod(parent, name, mode, rdev, CallerOf(req)));
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  ReplyEntry(req, VfsOf(req)->Mkdir(parent, name, mode, CallerOf(req)));
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ReplyStatus(req, VfsOf(req)->Unlink(parent, name));
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ReplyStatus(req, VfsOf(req)->Rmdir(parent, name));
+}
+
+void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  ReplyEntry(req, VfsOf(req)->Symlink(parent, name, target, CallerOf(req)));
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
+  ReplyStatus(req, VfsOf(req)->Rename(parent, name, newparent, newname, flags));
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  ReplyEntry(req, VfsOf(req)->Link(ino, newparent, newname));
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Status st = VfsOf(req)->Open(ino);
+  if (!st.ok()) return ReplyError(req, st);
+  fi->keep_cache = 0;
+  if (fuse_reply_open(req, fi) != 0) VfsOf(req)->Release(ino);
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  auto r = VfsOf(req)->Create(parent, name, mode, fi->flags & O_EXCL, CallerOf(req));
+  if (!r.ok()) return ReplyError(req, r.status());
+  fuse_entry_param p = EntryParam(*r);
+  fi->keep_cache = 0;
+  if (fuse_reply_create(req, &p, fi) != 0) VfsOf(req)->Release(r->ino);
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Status st = VfsOf(req)->Read(ino, static_cast<uint64_t>(off), size,
+                               [&](const struct iovec* iov, int count) {
+                                 fuse_reply_iov(req, iov, count);
+                               });
+  if (!st.ok()) ReplyError(req, st);
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+             fuse_file_info*) {
+  auto r = VfsOf(req)->Write(ino, static_cast<uint64_t>(off), buf, size);
+  if (!r.ok()) return ReplyError(req, r.status());
+  fuse_reply_write(req, *r);
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  VfsOf(req)->Release(ino);
+  fuse_reply_err(req, 0);
+}
+
+void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  ReplyStatus(req, VfsOf(req)->Fsync(ino, datasync != 0));
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Status st = VfsOf(req)->Opendir(ino);
+  if (!st.ok()) return ReplyError(req, st);
+  fuse_reply_open(req, fi);
+}
+
+void ReaddirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  std::vector<char> buf(size);
+  size_t used = 0;
+  Status st = VfsOf(req)->Readdir(
+      ino, static_cast<uint64_t>(off), plus,
+      [&](std::string_view name, const struct stat& attr, uint64_t next) {
+        std::string n(name);
+        size_t need;
+        if (plus) {
+          fuse_entry_param p = EntryParam(Entry{static_cast<uint64_t>(attr.st_ino), attr});
+          need = fuse_add_direntry_plus(req, buf.data() + used, size - used, n.c_str(), &p,
+                                        static_cast<off_t>(next));
+        } else {
+          need = fuse_add_direntry(req, buf.data() + used, size - used, n.c_str(), &attr,
+                                   static_cast<off_t>(next));
+        }
+        if (need > size - used) return false;
+        used += need;
+        return true;
+      });
+  if (!st.ok() && used == 0) return ReplyError(req, st);
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ReaddirCommon(req, ino, size, off, false);
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ReaddirCommon(req, ino, size, off, true);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
+  ReplyStatus(req, VfsOf(req)->Fsyncdir(ino));
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  auto r = VfsOf(req)->Statfs();
+  if (!r.ok()) return ReplyError(req, r.status());
+  fuse_reply_statfs(req, &*r);
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags) {
+  ReplyStatus(req, VfsOf(req)->Setxattr(ino, name, std::string_view(value, size), flags));
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  auto r = VfsOf(req)->Getxattr(ino, name);
+  if (!r.ok()) return ReplyError(req, r.status());
+  if (size == 0) return (void)fuse_reply_xattr(req, r->size());
+  if (r->size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, r->data(), r->size());
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  auto r = VfsOf(req)->Listxattr(ino);
+  if (!r.ok()) return ReplyError(req, r.status());
+  if (size == 0) return (void)fuse_reply_xattr(req, r->size());
+  if (r->size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, r->data(), r->size());
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  ReplyStatus(req, VfsOf(req)->Removexattr(ino, name));
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info*) {
+  if (offset < 0 || length <= 0) return (void)fuse_reply_err(req, EINVAL);
+  ReplyStatus(req, VfsOf(req)->Fallocate(ino, mode, static_cast<uint64_t>(offset),
+                                         static_cast<uint64_t>(length)));
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  auto r = VfsOf(req)->Lseek(ino, static_cast<uint64_t>(off), whence);
+  if (!r.ok()) return ReplyError(req, r.status());
+  fuse_reply_lseek(req, static_cast<off_t>(*r));
+}
+
+void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*,
+                     fuse_ino_t ino_out, off_t off_out, fuse_file_info*, size_t len, int flags) {
+  if (off_in < 0 || off_out < 0) return (void)fuse_reply_err(req, EINVAL);
+  auto r = VfsOf(req)->CopyFileRange(ino_in, static_cast<uint64_t>(off_in), ino_out,
+                                     static_cast<uint64_t>(off_out), len,
+                                     static_cast<unsigned>(flags));
+  if (!r.ok()) return ReplyError(req, r.status());
+  fuse_reply_write(req, *r);
+}
+
+fuse_lowlevel_ops MakeOps() {
+  fuse_lowlevel_ops ops{};
+  ops.init = OpInit;
+  ops.destroy = OpDestroy;
+  ops.lookup = OpLookup;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
+  ops.getattr = OpGetattr;
+  ops.setattr = OpSetattr;
+  ops.readlink = OpReadlink;
+  ops.mknod = OpMknod;
+  ops.mkdir = OpMkdir;
+  ops.unlink = OpUnlink;
+  ops.rmdir = OpRmdir;
+  ops.symlink = OpSymlink;
+  ops.rename = OpRename;
+  ops.link = OpLink;
+  ops.open = OpOpen;
+  ops.create = OpCreate;
+  ops.read = OpRead;
+  ops.write = OpWrite;
+  ops.flush = OpFlush;
+  ops.release = OpRelease;
+  ops.fsync = OpFsync;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.readdirplus = OpReaddirplus;
+  ops.releasedir = OpReleasedir;
+  ops.fsyncdir = OpFsyncdir;
+  ops.statfs = OpStatfs;
+  ops.setxattr = OpSetxattr;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  ops.removexattr = OpRemovexattr;
+  ops.fallocate = OpFallocate;
+  ops.lseek = OpLseek;
+  ops.copy_file_range = OpCopyFileRange;
+  return ops;
+}
+
+}  // namespace
+
+const fuse_lowlevel_ops& FuseOps() {
+  static const fuse_lowlevel_ops ops = MakeOps();
+  return ops;
+}
+
+}  // namespace nosyncfs

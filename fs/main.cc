@@ -1,0 +1,188 @@
+// nosyncfs: the daemon. Opens and recovers the volume, mounts, serves.
+//
+// Without -f it forks first and the parent waits on a pipe until the child
+// has mounted (exit 0) or failed (prints the child's one-line error, exit
+// 1), so scripts can trust the exit status. The child opens the metadata
+// store itself: its background threads would not survive a later fork.
+#define FUSE_USE_VERSION 312
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "fs/fuse_ops.h"
+#include "fs/mount_options.h"
+#include "fs/vfs.h"
+
+namespace nosyncfs {
+namespace {
+
+// Reports the outcome of mounting to the waiting parent (or stderr).
+class StartupReporter {
+ public:
+  explicit StartupReporter(int fd) : fd_(fd) {}
+  void Fail(const std::string& msg) {
+    std::string line = "nosyncfs: " + msg + "\n";
+    if (fd_ >= 0) {
+      (void)!write(fd_, line.data(), line.size());
+      close(fd_);
+      fd_ = -1;
+    } else {
+      std::fputs(line.c_str(), stderr);
+    }
+  }
+  void Ready() {
+    if (fd_ >= 0) {
+      (void)!write(fd_, "", 1);  // a single NUL byte means mounted
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+ private:
+  int fd_;
+};
+
+int WaitForChild(pid_t child, int fd) {
+  std::string msg;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) msg.append(buf, static_cast<size_t>(n));
+  close(fd);
+  if (msg.size() == 1 && msg[0] == '\0') return 0;
+  if (!msg.empty()) {
+    std::fputs(msg.c_str(), stderr);
+  } else {
+    int status = 0;
+    waitpid(child, &status, 0);
+    std::fprintf(stderr, "nosyncfs: daemon exited during startup\n");
+  }
+  return 1;
+}
+
+void Detach() {
+  setsid();
+  if (chdir("/") != 0) return;
+  int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, STDIN_FILENO);
+    dup2(null, STDOUT_FILENO);
+    dup2(null, STDERR_FILENO);
+    if (null > STDERR_FILENO) close(null);
+  }
+}
+
+int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
+  if (background) {
+    spdlog::set_default_logger(spdlog::syslog_logger_mt("nosyncfs", "nosyncfs", LOG_PID));
+  }
+  if (mo.debug) spdlog::set_level(spdlog::level::debug);
+  auto volume = Volume::Open(mo.device, mo.volume);
+  if (!volume.ok()) {
+    reporter->Fail(volume.status().message());
+    return 1;
+  }
+  spdlog::info("{}: uuid {}, persistence: {}, metadata in {}", mo.device,
+               (*volume)->superblock().UuidString(),
+               PersistGranularityName((*volume)->device().granularity()), (*volume)->meta_dir());
+  Vfs vfs(std::move(volume).value(), mo.vfs);
+  Status st = vfs.Init();
+  if (!st.ok()) {
+    reporter->Fail(st.message());
+    return 1;
+  }
+
+  std::string opts = "fsname=" + mo.device + ",subtype=nosyncfs,default_permissions";
+  if (geteuid() == 0) opts += ",allow_other";
+  for (const auto& o : mo.fuse_options) opts += "," + o;
+  std::vector<std::string> argv_s = {"nosyncfs", "-o", opts};
+  if (mo.debug) argv_s.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  fuse_session* se = fuse_session_new(&args, &FuseOps(), sizeof(fuse_lowlevel_ops), &vfs);
+  if (se == nullptr) {
+    reporter->Fail("cannot start FUSE session (bad -o option?)");
+    return 1;
+  }
+  int rc = 1;
+  if (fuse_set_signal_handlers(se) != 0) {
+    reporter->Fail("cannot install signal handlers");
+  } else if (fuse_session_mount(se, mo.mountpoint.c_str()) != 0) {
+    reporter->Fail("cannot mount on " + mo.mountpoint + " (is /dev/fuse available?)");
+    fuse_remove_signal_handlers(se);
+  } else {
+    spdlog::info("mounted {} on {}", mo.device, mo.mountpoint);
+    reporter->Ready();
+    if (background) Detach();
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(cfg, 16);
+    rc = fuse_session_loop_mt(se, cfg) == 0 ? 0 : 1;
+    fuse_loop_cfg_destroy(cfg);
+    fuse_session_unmount(se);
+    fuse_remove_signal_handlers(se);
+  }
+  fuse_session_destroy(se);
+  st = vfs.Shutdown();
+  if (!st.ok()) {
+    spdlog::error("unmount: {}", st.ToString());
+    rc = 1;
+  }
+  spdlog::info("unmounted {}", mo.mountpoint);
+  return rc;
+}
+
+int Main(int argc, char** argv) {
+  auto parsed = ParseMountOptions(argc, argv);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "nosyncfs: %s\n%s", parsed.status().message().c_str(), kMountUsage);
+    return 1;
+  }
+  const MountOptions& mo = *parsed;
+  if (mo.help) {
+    std::fputs(kMountUsage, stdout);
+    return 0;
+  }
+  struct stat st;
+  if (stat(mo.mountpoint.c_str(), &st) != 0) {
+    std::fprintf(stderr, "nosyncfs: mount point %s does not exist\n", mo.mountpoint.c_str());
+    return 1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "nosyncfs: mount point %s is not a directory\n", mo.mountpoint.c_str());
+    return 1;
+  }
+  if (mo.foreground) {
+    StartupReporter reporter(-1);
+    return Serve(mo, &reporter, false);
+  }
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    std::perror("nosyncfs: pipe");
+    return 1;
+  }
+  pid_t child = fork();
+  if (child < 0) {
+    std::perror("nosyncfs: fork");
+    return 1;
+  }
+  if (child > 0) {
+    close(fds[1]);
+    return WaitForChild(child, fds[0]);
+  }
+  close(fds[0]);
+  StartupReporter reporter(fds[1]);
+  return Serve(mo, &reporter, true);
+}
+
+}  // namespace
+}  // namespace nosyncfs
+
+int main(int argc, char** argv) { return nosyncfs::Main(argc, argv); }

@@ -1,0 +1,100 @@
+#include "journal/meta_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+#include <sys/stat.h>
+
+namespace nosyncfs {
+namespace {
+
+// The one translation point from RocksDB's status to ours.
+Status FromRocks(const rocksdb::Status& s, const std::string& context) {
+  if (s.ok()) return Status::Ok();
+  int code = EIO;
+  if (s.IsNotFound()) code = ENOENT;
+  if (s.IsCorruption()) code = EUCLEAN;
+  if (s.IsNoSpace()) code = ENOSPC;
+  return Status::Error(code, context + ": " + s.ToString());
+}
+
+rocksdb::Slice ToSlice(std::string_view v) { return rocksdb::Slice(v.data(), v.size()); }
+
+class RocksMetaStore final : public MetaStore {
+ public:
+  explicit RocksMetaStore(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {
+    write_options_.disableWAL = true;
+  }
+  ~RocksMetaStore() override { (void)db_->Close(); }
+
+  Result<std::optional<std::string>> Get(std::string_view key) override {
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    NSF_RETURN_IF_ERROR(FromRocks(s, "metadata get"));
+    return std::optional<std::string>(std::move(value));
+  }
+
+  Status Apply(const MetaBatch& batch) override {
+    rocksdb::WriteBatch wb;
+    for (const auto& op : batch.ops()) {
+      if (op.type == MetaBatch::OpType::kPut) {
+        wb.Put(op.key, op.value);
+      } else {
+        wb.Delete(op.key);
+      }
+    }
+    return FromRocks(db_->Write(write_options_, &wb), "metadata write");
+  }
+
+  Status Scan(std::string_view prefix, std::string_view start, const ScanFn& fn) override {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(ToSlice(start.empty() ? prefix : start)); it->Valid(); it->Next()) {
+      rocksdb::Slice k = it->key();
+      if (!k.starts_with(ToSlice(prefix))) break;
+      rocksdb::Slice v = it->value();
+      if (!fn(std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size()))) break;
+    }
+    return FromRocks(it->status(), "metadata scan");
+  }
+
+  Status Flush() override {
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    return FromRocks(db_->Flush(fo), "metadata flush");
+  }
+
+ private:
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::WriteOptions write_options_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool create) {
+  struct stat st;
+  if (!create && (stat((dir + "/CURRENT").c_str(), &st) != 0)) {
+    return Status::Error(ENOENT, "metadata store " + dir + " is missing");
+  }
+  rocksdb::Options options;
+  options.create_if_missing = create;
+  options.error_if_exists = create;
+  options.paranoid_checks = true;
+  options.keep_log_file_num = 2;
+  options.max_log_file_size = 1 << 20;
+  options.write_buffer_size = 16 << 20;
+  // Nothing may be lost at close: the device log is truncated only after a
+  // flush, and close flushes what the last checkpoint did not.
+  options.avoid_flush_during_shutdown = false;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
+  if (!s.ok()) {
+    if (create && s.IsInvalidArgument()) {
+      return Status::Error(EEXIST, "metadata store " + dir + " already exists");
+    }
+    return FromRocks(s, "metadata store " + dir);
+  }
+  return std::unique_ptr<MetaStore>(new RocksMetaStore(std::unique_ptr<rocksdb::DB>(db)));
+}
+
+}  // namespace nosyncfs

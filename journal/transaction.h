@@ -1,0 +1,37 @@
+// Transaction: the metadata changes and block frees of one atomic
+// operation, committed through Volume::Commit.
+#pragma once
+
+#include <vector>
+
+#include "extent/block_run.h"
+#include "extent/extent_map.h"
+#include "journal/meta_batch.h"
+#include "journal/schema.h"
+
+namespace nosyncfs {
+
+struct Transaction {
+  MetaBatch batch;
+  // Device blocks this transaction unmaps; reusable once it is durable.
+  std::vector<BlockRun> freed;
+
+  void PutInode(const InodeRecord& r) { batch.Put(keys::Inode(r.ino), r.Encode()); }
+
+  // Records every extent `map` changed since its last TakeChanges().
+  void PutExtentChanges(uint64_t ino, ExtentMap& map) {
+    for (auto& [lblk, extent] : map.TakeChanges()) {
+      if (extent) {
+        batch.Put(keys::Extent(ino, lblk), EncodeExtentValue(*extent));
+      } else {
+        batch.Delete(keys::Extent(ino, lblk));
+      }
+    }
+  }
+
+  void Free(const std::vector<BlockRun>& runs) { freed.insert(freed.end(), runs.begin(), runs.end()); }
+
+  bool empty() const { return batch.empty() && freed.empty(); }
+};
+
+}  // namespace nosyncfs

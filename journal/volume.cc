@@ -1,0 +1,255 @@
+#include "journal/volume.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <filesystem>
+
+namespace nosyncfs {
+namespace {
+
+namespace fs = std::filesystem;
+
+Timespec Now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return {ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
+}
+
+// An existing metadata directory may only be replaced if it is empty or is
+// a metadata store (has RocksDB's CURRENT file): never wipe a user's folder.
+Status ClearMetaDir(const std::string& dir, bool force) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return Status::Ok();
+  if (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)) return Status::Ok();
+  if (!fs::exists(dir + "/CURRENT", ec)) {
+    return Status::Error(EEXIST, "metadata directory " + dir +
+                                     " exists and is not a nosyncfs metadata store");
+  }
+  if (!force) {
+    return Status::Error(EEXIST, "metadata store " + dir + " already exists; use -f to replace it");
+  }
+  fs::remove_all(dir, ec);
+  if (ec) return Status::Error(EIO, "cannot remove " + dir + ": " + ec.message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string Volume::DefaultMetaDir(const std::string& device_path, const std::string& uuid) {
+  struct stat st;
+  if (stat(device_path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    std::error_code ec;
+    fs::path abs = fs::absolute(device_path, ec);
+    return (ec ? device_path : abs.string()) + ".meta";
+  }
+  return "/var/lib/nosyncfs/" + uuid;
+}
+
+Result<Superblock> Volume::Format(const std::string& device_path, const FormatOptions& options) {
+  NSF_ASSIGN_OR_RETURN(auto device, Device::Open(device_path, DeviceOptions{}));
+  auto existing = Superblock::Decode(device->data(), std::min<uint64_t>(device->size(), 4096),
+                                     device->size());
+  if (existing.ok() && !options.force) {
+    return Status::Error(EEXIST, device_path + " already holds a nosyncfs file system (uuid " +
+                                     existing->UuidString() + "); use -f to overwrite it");
+  }
+  NSF_ASSIGN_OR_RETURN(Superblock sb, Superblock::Plan(device->size(), options.block_size));
+  if (getrandom(sb.uuid.data(), sb.uuid.size(), 0) != static_cast<ssize_t>(sb.uuid.size())) {
+    return ErrnoStatus("getrandom");
+  }
+  sb.uuid[6] = (sb.uuid[6] & 0x0f) | 0x40;  // RFC 4122 version 4
+  sb.uuid[8] = (sb.uuid[8] & 0x3f) | 0x80;
+  sb.meta_dir = options.meta_dir.empty() ? DefaultMetaDir(device_path, sb.UuidString())
+                                         : fs::absolute(options.meta_dir).string();
+  if (sb.meta_dir.size() > Superblock::kMaxMetaDir) {
+    return Status::Error(ENAMETOOLONG, "metadata directory path is too long");
+  }
+
+  // Invalidate the old superblock first: a crash during mkfs leaves a device
+  // that is plainly unformatted, never a new superblock over a stale store.
+  device->Zero(0, Superblock::kSize);
+  NSF_RETURN_IF_ERROR(device->Persist(0, Superblock::kSize));
+
+  NSF_RETURN_IF_ERROR(ClearMetaDir(sb.meta_dir, options.force));
+  std::error_code ec;
+  fs::create_directories(fs::path(sb.meta_dir).parent_path(), ec);
+  NSF_ASSIGN_OR_RETURN(auto store, MetaStore::Open(sb.meta_dir, /*create=*/true));
+  MetaBatch init;
+  init.Put(keys::kUuid, std::string(reinterpret_cast<const char*>(sb.uuid.data()), 16));
+  init.Put(keys::kNextIno, EncodeU64(kRootIno + 1));
+  init.Put(keys::kApplied, EncodeU64(0));
+  InodeRecord root;
+  root.ino = kRootIno;
+  root.mode = S_IFDIR | 0755;
+  root.uid = getuid();
+  root.gid = getgid();
+  root.nlink = 2;
+  root.parent = kRootIno;
+  root.atime = root.mtime = root.ctime = Now();
+  init.Put(keys::Inode(kRootIno), root.Encode());
+  NSF_RETURN_IF_ERROR(store->Apply(init));
+  NSF_RETURN_IF_ERROR(store->Flush());
+
+  Log log(device.get(), sb.log_offset, sb.log_length);
+  NSF_RETURN_IF_ERROR(log.Format(/*start_seq=*/1));
+
+  std::string block = sb.Encode();
+  device->Write(0, block.data(), block.size());
+  NSF_RETURN_IF_ERROR(device->Persist(0, block.size()));
+  return sb;
+}
+
+Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
+                                             const VolumeOptions& options) {
+  std::unique_ptr<Volume> v(new Volume());
+  DeviceOptions dopts;
+  dopts.strict_emulation = options.strict_emulation;
+  auto device = Device::Open(device_path, dopts);
+  if (!device.ok()) {
+    if (device.status().code() == EBUSY) {
+      return Status::Error(EBUSY, device_path + " is in use (already mounted by another nosyncfs, "
+                                                "or being formatted)");
+    }
+    return device.status();
+  }
+  v->device_ = std::move(device).value();
+  if (v->device_->size() < Superblock::kSize) {
+    return Status::Error(EINVAL, device_path + ": not a nosyncfs device (too small to hold one)");
+  }
+  auto sb = Superblock::Decode(v->device_->data(), Superblock::kSize, v->device_->size());
+  if (!sb.ok()) return sb.status().WithContext(device_path);
+  v->sb_ = std::move(sb).value();
+  v->meta_dir_ = options.meta_dir.empty() ? v->sb_.meta_dir : options.meta_dir;
+
+  auto store = MetaStore::Open(v->meta_dir_, /*create=*/false);
+  if (!store.ok()) return store.status();
+  v->store_ = std::move(store).value();
+  NSF_ASSIGN_OR_RETURN(auto uuid, v->store_->Get(keys::kUuid));
+  if (!uuid || uuid->size() != 16 ||
+      std::memcmp(uuid->data(), v->sb_.uuid.data(), 16) != 0) {
+    return Status::Error(EXDEV, "metadata store " + v->meta_dir_ +
+                                    " belongs to another device (uuid mismatch with " +
+                                    device_path + ", uuid " + v->sb_.UuidString() + ")");
+  }
+  v->log_ = std::make_unique<Log>(v->device_.get(), v->sb_.log_offset, v->sb_.log_length);
+  NSF_RETURN_IF_ERROR(v->Recover());
+  NSF_RETURN_IF_ERROR(v->RebuildAllocator());
+  NSF_ASSIGN_OR_RETURN(auto next_ino, v->store_->Get(keys::kNextIno));
+  if (!next_ino) return Status::Error(EUCLEAN, "metadata store has no inode counter");
+  NSF_ASSIGN_OR_RETURN(v->next_ino_, DecodeU64(*next_ino));
+  return v;
+}
+
+Status Volume::Recover() {
+  NSF_ASSIGN_OR_RETURN(auto applied_value, store_->Get(keys::kApplied));
+  if (!applied_value) return Status::Error(EUCLEAN, "metadata store has no applied sequence");
+  NSF_ASSIGN_OR_RETURN(uint64_t applied, DecodeU64(*applied_value));
+  uint64_t replayed = 0, first = 0;
+  Status st = log_->Open([&](uint64_t seq, std::string_view payload) -> Status {
+    if (seq <= applied) return Status::Ok();
+    NSF_ASSIGN_OR_RETURN(MetaBatch batch, MetaBatch::Decode(payload));
+    NSF_RETURN_IF_ERROR(store_->Apply(batch).WithContext("replay of transaction " +
+                                                         std::to_string(seq)));
+    if (replayed++ == 0) first = seq;
+    return Status::Ok();
+  });
+  NSF_RETURN_IF_ERROR(st.WithContext("recovery"));
+  if (applied + 1 < log_->start_seq()) {
+    return Status::Error(EUCLEAN, "metadata store " + meta_dir_ + " is older than the device log "
+                                  "(applied " + std::to_string(applied) + ", log starts at " +
+                                  std::to_string(log_->start_seq()) + ")");
+  }
+  if (replayed > 0) {
+    spdlog::info("recovery: replayed {} transactions ({}..{})", replayed, first,
+                 first + replayed - 1);
+  }
+  // The store may also hold transactions that never reached the durable log
+  // (a background flush ran before a crash); a new epoch past both keeps
+  // sequence numbers unique.
+  NSF_RETURN_IF_ERROR(store_->Flush());
+  uint64_t next = std::max(log_->next_seq(), applied + 1);
+  return log_->Reset(next);
+}
+
+Status Volume::RebuildAllocator() {
+  allocator_ = std::make_unique<Allocator>(sb_.data_blocks);
+  Status inner;
+  Status st = store_->Scan(keys::kExtentPrefixAll, "", [&](std::string_view k, std::string_view v) {
+    auto e = DecodeExtent(k, v);
+    if (!e.ok()) {
+      inner = e.status();
+      return false;
+    }
+    inner = allocator_->MarkUsed({e->pblk, e->len});
+    if (!inner.ok()) {
+      inner = inner.WithContext("inode " + std::to_string(keys::InoOf(k)) +
+                                ": run fsck.nosyncfs");
+    }
+    return inner.ok();
+  });
+  NSF_RETURN_IF_ERROR(st);
+  return inner;
+}
+
+Volume::~Volume() {
+  if (log_ && store_) {
+    Status st = Checkpoint();
+    if (!st.ok()) spdlog::error("checkpoint at close failed: {}", st.ToString());
+  }
+}
+
+Result<std::vector<BlockRun>> Volume::Allocate(uint64_t count, uint64_t goal) {
+  auto runs = allocator_->Allocate(count, goal);
+  if (runs.ok() || allocator_->pending_blocks() == 0) return runs;
+  NSF_RETURN_IF_ERROR(Sync());
+  return allocator_->Allocate(count, goal);
+}
+
+void Volume::Unallocate(const std::vector<BlockRun>& runs) {
+  for (const BlockRun& r : runs) allocator_->Unallocate(r);
+}
+
+Result<uint64_t> Volume::Commit(Transaction&& txn, bool durable) {
+  uint64_t seq = log_->next_seq();
+  txn.batch.Put(keys::kApplied, EncodeU64(seq));
+  std::string payload = txn.batch.Encode();
+  if (!log_->Fits(payload.size())) {
+    return Status::Error(EFBIG, "transaction too large for the log");
+  }
+  auto appended = log_->Append(payload);
+  if (!appended.ok()) {
+    NSF_RETURN_IF_ERROR(Checkpoint());
+    appended = log_->Append(payload);
+    NSF_RETURN_IF_ERROR(appended.status());
+  }
+  NSF_RETURN_IF_ERROR(store_->Apply(txn.batch));
+  for (const BlockRun& r : txn.freed) allocator_->FreeAfter(seq, r);
+  if (durable) NSF_RETURN_IF_ERROR(Sync());
+  return seq;
+}
+
+Status Volume::Sync() {
+  NSF_RETURN_IF_ERROR(log_->Sync());
+  allocator_->ReleaseUpTo(log_->durable_seq());
+  return Status::Ok();
+}
+
+Status Volume::Checkpoint() {
+  NSF_RETURN_IF_ERROR(store_->Flush());
+  uint64_t last = log_->next_seq() - 1;
+  NSF_RETURN_IF_ERROR(log_->Reset(log_->next_seq()));
+  allocator_->ReleaseUpTo(last);
+  return Status::Ok();
+}
+
+uint64_t Volume::NextInodeNumber(Transaction* txn) {
+  uint64_t ino = next_ino_++;
+  txn->batch.Put(keys::kNextIno, EncodeU64(next_ino_));
+  return ino;
+}
+
+}  // namespace nosyncfs
