@@ -15,6 +15,7 @@
 // callers order overlapping access.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -61,10 +62,20 @@ class Device {
   void Zero(uint64_t off, size_t len);
   // Makes [off, off+len) durable. EIO on failure (the range may be partly
   // durable).
-  virtual Status Persist(uint64_t off, size_t len) = 0;
+  Status Persist(uint64_t off, size_t len) {
+    persist_calls_.fetch_add(1, std::memory_order_relaxed);
+    return DoPersist(off, len);
+  }
+
+  // How many Persist calls were made: media work, observable by tests and
+  // benchmarks (an fsync with nothing to do must not add to it).
+  uint64_t persist_calls() const { return persist_calls_.load(std::memory_order_relaxed); }
 
  protected:
   Device(char* base, uint64_t size) : base_(base), size_(size) {}
+  virtual Status DoPersist(uint64_t off, size_t len) = 0;
+
+  std::atomic<uint64_t> persist_calls_{0};
 
   char* base_;
   uint64_t size_;

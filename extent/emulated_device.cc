@@ -26,7 +26,7 @@ class EmulatedDevice final : public Device {
     return PersistGranularity::kStrictEmulation;
   }
 
-  Status Persist(uint64_t off, size_t len) override {
+  Status DoPersist(uint64_t off, size_t len) override {
     while (len > 0) {
       ssize_t n = ::pwrite(fd_, base_ + off, len, static_cast<off_t>(off));
       if (n < 0) {

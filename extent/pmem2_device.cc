@@ -36,7 +36,7 @@ class Pmem2Device final : public Device {
                : PersistGranularity::kCacheLine;
   }
 
-  Status Persist(uint64_t off, size_t len) override {
+  Status DoPersist(uint64_t off, size_t len) override {
     if (len > 0) persist_(base_ + off, len);
     return Status::Ok();
   }
@@ -57,7 +57,7 @@ class MsyncDevice final : public Device {
     ::close(fd_);
   }
   PersistGranularity granularity() const override { return PersistGranularity::kPage; }
-  Status Persist(uint64_t off, size_t len) override {
+  Status DoPersist(uint64_t off, size_t len) override {
     if (len == 0) return Status::Ok();
     uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
     uint64_t start = off & ~(page - 1);

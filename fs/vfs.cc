@@ -734,8 +734,12 @@ Status Vfs::Read(uint64_t ino, uint64_t off, size_t size, const ReadSink& sink) 
   return Status::Ok();
 }
 
-Status Vfs::FillHoles(Inode* inode, uint64_t first, uint64_t count, uint32_t flags) {
-  auto holes = inode->extents.Holes(first, count);
+Status Vfs::FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags) {
+  BlockRanges holes;
+  for (auto [first, count] : ranges) {
+    auto h = inode->extents.Holes(first, count);
+    holes.insert(holes.end(), h.begin(), h.end());
+  }
   uint64_t need = 0;
   for (const auto& h : holes) need += h.second;
   if (need == 0) return Status::Ok();
@@ -790,7 +794,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
   NSF_RETURN_IF_ERROR(LoadExtents(inode));
   uint64_t first = off / bs_;
   uint64_t last = (off + size - 1) / bs_;
-  Status filled = FillHoles(inode, first, last - first + 1, 0);
+  Status filled = FillHoles(inode, {{first, last - first + 1}}, 0);
   if (filled.code() == ENOSPC) {
     // Write what fits: the longest prefix whose holes can be allocated.
     uint64_t avail = volume_->free_blocks();
@@ -806,7 +810,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
     if (blk * bs_ <= off) return filled;
     size = blk * bs_ - off;
     last = blk - 1;
-    filled = FillHoles(inode, first, last - first + 1, 0);
+    filled = FillHoles(inode, {{first, last - first + 1}}, 0);
   }
   NSF_RETURN_IF_ERROR(filled);
 
@@ -944,6 +948,10 @@ Status Vfs::Setxattr(uint64_t ino, std::string_view name, std::string_view value
   NSF_RETURN_IF_ERROR(CheckXattrName(name));
   if (value.size() > kMaxXattrValue) return Status::Error(E2BIG, "xattr value too large");
   NSF_ASSIGN_OR_RETURN(Inode * inode, Get(ino));
+  if (IsNosyncXattr(name)) {
+    if (name != "user.nosync") return Status::Error(EPERM, "user.nosync.extents is read-only");
+    return SetNosyncLocked(inode, value, flags);
+  }
   NSF_ASSIGN_OR_RETURN(auto existing, volume_->store().Get(keys::Xattr(ino, name)));
   if ((flags & XATTR_CREATE) && existing) return Status::Error(EEXIST, "xattr exists");
   if ((flags & XATTR_REPLACE) && !existing) return Status::Error(ENODATA, "no such xattr");
@@ -955,8 +963,9 @@ Status Vfs::Setxattr(uint64_t ino, std::string_view name, std::string_view value
 
 Result<std::string> Vfs::Getxattr(uint64_t ino, std::string_view name) {
   std::lock_guard lock(mu_);
-  NSF_RETURN_IF_ERROR(Get(ino).status());
+  NSF_ASSIGN_OR_RETURN(Inode * inode, Get(ino));
   if (name.substr(0, 7) == "system.") return Status::Error(EOPNOTSUPP, "not supported");
+  if (IsNosyncXattr(name)) return GetNosyncLocked(inode, name);
   NSF_ASSIGN_OR_RETURN(auto value, volume_->store().Get(keys::Xattr(ino, name)));
   if (!value) return Status::Error(ENODATA, "no such xattr");
   return *value;
@@ -964,8 +973,14 @@ Result<std::string> Vfs::Getxattr(uint64_t ino, std::string_view name) {
 
 Result<std::string> Vfs::Listxattr(uint64_t ino) {
   std::lock_guard lock(mu_);
-  NSF_RETURN_IF_ERROR(Get(ino).status());
+  NSF_ASSIGN_OR_RETURN(Inode * inode, Get(ino));
   std::string out;
+  if (S_ISREG(inode->rec.mode)) {
+    NSF_RETURN_IF_ERROR(LoadExtents(inode));
+    // Listed only when set, so cp -a and rsync -X copy exactly the NF set;
+    // user.nosync.extents is never listed (it cannot be set on a copy).
+    if (!NosyncBlocks(*inode).empty()) out.append("user.nosync", sizeof("user.nosync"));
+  }
   std::string prefix = keys::XattrPrefix(ino);
   NSF_RETURN_IF_ERROR(volume_->store().Scan(prefix, "", [&](std::string_view k, std::string_view) {
     out.append(k.substr(prefix.size()));
@@ -979,6 +994,10 @@ Status Vfs::Removexattr(uint64_t ino, std::string_view name) {
   std::lock_guard lock(mu_);
   NSF_RETURN_IF_ERROR(CheckXattrName(name));
   NSF_ASSIGN_OR_RETURN(Inode * inode, Get(ino));
+  if (IsNosyncXattr(name)) {
+    if (name != "user.nosync") return Status::Error(EPERM, "user.nosync.extents is read-only");
+    return ClearNosyncLocked(inode);
+  }
   NSF_ASSIGN_OR_RETURN(auto existing, volume_->store().Get(keys::Xattr(ino, name)));
   if (!existing) return Status::Error(ENODATA, "no such xattr");
   Transaction txn;
@@ -1000,7 +1019,7 @@ Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
   if (!S_ISREG(inode->rec.mode)) return Status::Error(ENODEV, "not a regular file");
   NSF_RETURN_IF_ERROR(LoadExtents(inode));
   uint64_t first = off / bs_, last = (off + len - 1) / bs_;
-  NSF_RETURN_IF_ERROR(FillHoles(inode, first, last - first + 1, 0));
+  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
   Transaction txn;
   txn.PutExtentChanges(ino, inode->extents);
   if (!(mode & FALLOC_FL_KEEP_SIZE) && off + len > inode->rec.size) inode->rec.size = off + len;

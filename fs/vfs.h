@@ -174,9 +174,19 @@ class Vfs {
   Status FlushLazyAttrs(Inode* inode);
 
   Result<size_t> WriteLocked(Inode* inode, uint64_t off, const char* data, size_t size);
-  // Allocates, zero-fills and persists the holes of [first, first+count),
-  // mapping them with `flags`; all-or-nothing (ENOSPC).
-  Status FillHoles(Inode* inode, uint64_t first, uint64_t count, uint32_t flags);
+  // Allocates, zero-fills and persists the holes of the block ranges
+  // (first, count), mapping them with `flags`; all-or-nothing (ENOSPC).
+  using BlockRanges = std::vector<std::pair<uint64_t, uint64_t>>;
+  Status FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags);
+
+  // The user.nosync interface (vfs_nosync.cc).
+  static bool IsNosyncXattr(std::string_view name);
+  Status SetNosyncLocked(Inode* inode, std::string_view value, int flags);
+  Status ClearNosyncLocked(Inode* inode);
+  Result<std::string> GetNosyncLocked(Inode* inode, std::string_view name);
+  // Makes the NF set of `inode` exactly `target` (block ranges), durably.
+  Status ApplyNosyncSet(Inode* inode, const BlockRanges& target);
+  BlockRanges NosyncBlocks(const Inode& inode) const;
   Status TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* durable);
   bool IsAncestor(uint64_t maybe_ancestor, uint64_t dir);
 

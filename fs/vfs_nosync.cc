@@ -1,0 +1,115 @@
+// The user.nosync xattr interface of the Vfs (SEMANTICS.md section 2).
+//
+// The NF set is not stored as an xattr: it is the set of extents carrying
+// kExtentNoFsync, so the flag and the mapping can never disagree. Setting
+// it is declarative: the new set replaces the old one in one durable
+// transaction.
+#include <sys/xattr.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "fs/nosync_ranges.h"
+#include "fs/vfs.h"
+
+namespace nosyncfs {
+namespace {
+
+constexpr char kNosync[] = "user.nosync";
+constexpr char kNosyncExtents[] = "user.nosync.extents";
+constexpr size_t kMaxXattrReply = 65536;  // the kernel's XATTR_SIZE_MAX
+
+Timespec NowTs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return {ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
+}
+
+}  // namespace
+
+bool Vfs::IsNosyncXattr(std::string_view name) {
+  return name == kNosync || name == kNosyncExtents;
+}
+
+Vfs::BlockRanges Vfs::NosyncBlocks(const Inode& inode) const {
+  BlockRanges out;
+  for (const auto& [lblk, e] : inode.extents.extents()) {
+    if (!(e.flags & kExtentNoFsync)) continue;
+    if (!out.empty() && out.back().first + out.back().second == e.lblk) {
+      out.back().second += e.len;
+    } else {
+      out.emplace_back(e.lblk, e.len);
+    }
+  }
+  return out;
+}
+
+Status Vfs::ApplyNosyncSet(Inode* inode, const BlockRanges& target) {
+  // Data already written under the range becomes NF data: make it durable
+  // now, since fsync will have nothing left to do for it (D3).
+  NSF_RETURN_IF_ERROR(PersistDirtyData(inode));
+  // The only step that can fail (ENOSPC) comes first and is all-or-nothing,
+  // so a failure leaves the file exactly as it was.
+  NSF_RETURN_IF_ERROR(FillHoles(inode, target, kExtentNoFsync));
+  inode->extents.SetFlags(0, kMaxFileOffset / bs_ + 1, kExtentNoFsync, 0);
+  for (auto [first, count] : target) {
+    inode->extents.SetFlags(first, count, kExtentNoFsync, kExtentNoFsync);
+  }
+  Transaction txn;
+  txn.PutExtentChanges(inode->rec.ino, inode->extents);
+  inode->rec.ctime = NowTs();
+  // Mapping and flags are durable before setxattr returns (D1).
+  return Commit(std::move(txn), {inode}, /*durable=*/true);
+}
+
+Status Vfs::SetNosyncLocked(Inode* inode, std::string_view value, int flags) {
+  if (!S_ISREG(inode->rec.mode)) {
+    return Status::Error(EINVAL, "user.nosync applies to regular files only");
+  }
+  NSF_RETURN_IF_ERROR(LoadExtents(inode));
+  bool has_nf = !NosyncBlocks(*inode).empty();
+  if ((flags & XATTR_CREATE) && has_nf) return Status::Error(EEXIST, "user.nosync is set");
+  if ((flags & XATTR_REPLACE) && !has_nf) return Status::Error(ENODATA, "user.nosync is not set");
+  NSF_ASSIGN_OR_RETURN(std::vector<ByteRange> ranges,
+                       ParseNosyncRanges(value, inode->rec.size, bs_));
+  BlockRanges target;
+  for (const ByteRange& r : ranges) target.emplace_back(r.start / bs_, (r.end - r.start) / bs_);
+  return ApplyNosyncSet(inode, target);
+}
+
+Status Vfs::ClearNosyncLocked(Inode* inode) {
+  if (!S_ISREG(inode->rec.mode)) return Status::Error(ENODATA, "user.nosync is not set");
+  NSF_RETURN_IF_ERROR(LoadExtents(inode));
+  if (NosyncBlocks(*inode).empty()) return Status::Error(ENODATA, "user.nosync is not set");
+  return ApplyNosyncSet(inode, {});
+}
+
+Result<std::string> Vfs::GetNosyncLocked(Inode* inode, std::string_view name) {
+  if (!S_ISREG(inode->rec.mode)) return Status::Error(ENODATA, "no such xattr");
+  NSF_RETURN_IF_ERROR(LoadExtents(inode));
+  std::string text;
+  if (name == kNosync) {
+    std::vector<ByteRange> ranges;
+    for (auto [first, count] : NosyncBlocks(*inode)) {
+      ranges.push_back({first * bs_, (first + count) * bs_});
+    }
+    if (ranges.empty()) return Status::Error(ENODATA, "user.nosync is not set");
+    text = FormatNosyncRanges(ranges);
+  } else {
+    // One line per extent: logical offset, length, device offset (bytes), flags.
+    const Superblock& sb = volume_->superblock();
+    for (const auto& [lblk, e] : inode->extents.extents()) {
+      char line[128];
+      std::snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu64 " %" PRIu64 " %s\n",
+                    e.lblk * bs_, e.len * bs_, sb.BlockOffset(e.pblk),
+                    (e.flags & kExtentNoFsync) ? "nf" : "-");
+      text += line;
+    }
+  }
+  if (text.size() > kMaxXattrReply) {
+    return Status::Error(E2BIG, std::string(name) + " is longer than an xattr value can be");
+  }
+  return text;
+}
+
+}  // namespace nosyncfs
