@@ -533,4 +533,47 @@ TEST_CASE("shrinking truncate over NF: split frees and drops flags durably, deny
   }
 }
 
+TEST_CASE("nosyncctl: set, clear (all or part), show, summary", "[posix][nosync]") {
+  TestVolume v;
+  v.Mount();
+  std::string f = v.Path("f");
+  WriteFile(f, Pattern(16, 40 * kKiB));
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), BinPath("nosyncctl"));
+    return RunCommand(args);
+  };
+  CommandResult r = ctl({"set", f, "4K-12K,16K+4K"});
+  INFO(r.Describe());
+  REQUIRE(r.exit_status == 0);
+  CHECK(Nosync(f) == "4096-12288,16384-20480");
+  // Partial clear subtracts, rounded outward like any range.
+  REQUIRE(ctl({"clear", f, "5000-6000"}).exit_status == 0);
+  CHECK(Nosync(f) == "8192-12288,16384-20480");
+
+  CommandResult show = ctl({"show", f});
+  REQUIRE(show.exit_status == 0);
+  CHECK(show.out.find("NF") != std::string::npos);
+  CHECK(show.out.find("[8192..12287]") != std::string::npos);
+  CHECK(show.out.find("8192 bytes no-fsync") != std::string::npos);
+
+  REQUIRE(ErrnoOf(mkdir(v.Path("d").c_str(), 0755)) == 0);
+  WriteFile(v.Path("d/g"), Pattern(17, 8 * kKiB));
+  REQUIRE(ctl({"set", v.Path("d/g"), "all"}).exit_status == 0);
+  CommandResult sum = ctl({"summary", v.mountpoint()});
+  REQUIRE(sum.exit_status == 0);
+  CHECK(sum.out.find("16384  total in 2 of 2 files") != std::string::npos);
+
+  // Bad input: a clear message and a non-zero exit, nothing changed.
+  CommandResult bad = ctl({"set", f, "12-4"});
+  CHECK(bad.exit_status == 1);
+  CHECK(bad.err.find("Invalid argument") != std::string::npos);
+  CHECK(Nosync(f) == "8192-12288,16384-20480");
+  CHECK(ctl({"frobnicate"}).exit_status == 2);
+
+  REQUIRE(ctl({"clear", f}).exit_status == 0);
+  CHECK(GetX(f, "user.nosync").err == ENODATA);
+  // Clearing what is not set is not an error for the tool.
+  CHECK(ctl({"clear", f}).exit_status == 0);
+}
+
 }  // namespace nosyncfs::test
