@@ -872,8 +872,19 @@ Status Vfs::Fsync(uint64_t ino, bool datasync) {
 Status Vfs::Fsyncdir(uint64_t ino) {
   std::lock_guard lock(mu_);
   NSF_RETURN_IF_ERROR(GetDir(ino).status());
-  // Entries are committed in order, so the directory is durable once the
-  // log is durable up to now.
+  // syncfs(2) never reaches a FUSE daemon (the kernel forwards FUSE_SYNCFS
+  // to virtiofs only), so fsync of a directory stands in for it: it makes
+  // the whole file system durable, data of every file included. Unflagged
+  // dirty data only lives in cached inodes (eviction persists it).
+  Transaction txn;
+  for (auto& [i, inode] : inodes_) {
+    NSF_RETURN_IF_ERROR(PersistDirtyData(inode.get()));
+    if (inode->attr_needs_sync && inode->rec.nlink > 0) {
+      txn.PutInode(inode->rec);
+      inode->attr_dirty = inode->attr_needs_sync = false;
+    }
+  }
+  if (!txn.empty()) NSF_RETURN_IF_ERROR(volume_->Commit(std::move(txn), false).status());
   return volume_->Sync();
 }
 

@@ -134,6 +134,9 @@ class Vfs {
                                uint64_t off_out, size_t len, unsigned flags);
 
   uint32_t block_size() const { return bs_; }
+  // The volume underneath, for tools and tests (e.g. Device::persist_calls).
+  // Callers must not use it concurrently with Vfs methods.
+  Volume& volume() { return *volume_; }
 
  private:
   struct Inode {
