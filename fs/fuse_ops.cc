@@ -54,6 +54,13 @@ void OpInit(void*, fuse_conn_info* conn) {
   // Writes must reach the daemon before write(2) returns (SEMANTICS.md D2),
   // so the kernel must not cache them.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // The kernel clears set-user/group-ID bits itself (through setattr) when
+  // we do not claim to; libfuse claims it by default.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+#ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV_V2;
+#endif
+  // FUSE_CAP_ATOMIC_O_TRUNC stays on: open/create truncate (Vfs::Open).
 }
 
 void OpDestroy(void* userdata) {
@@ -140,7 +147,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Status st = VfsOf(req)->Open(ino);
+  Status st = VfsOf(req)->Open(ino, fi->flags & O_TRUNC);
   if (!st.ok()) return ReplyError(req, st);
   fi->keep_cache = 0;
   if (fuse_reply_open(req, fi) != 0) VfsOf(req)->Release(ino);
@@ -148,7 +155,8 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
-  auto r = VfsOf(req)->Create(parent, name, mode, fi->flags & O_EXCL, CallerOf(req));
+  auto r = VfsOf(req)->Create(parent, name, mode, fi->flags & O_EXCL, fi->flags & O_TRUNC,
+                              CallerOf(req));
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_entry_param p = EntryParam(*r);
   fi->keep_cache = 0;

@@ -585,16 +585,25 @@ Result<Entry> Vfs::Link(uint64_t ino, uint64_t new_parent, std::string_view new_
 
 // ---- open files ---------------------------------------------------------------
 
-Status Vfs::Open(uint64_t ino) {
+Status Vfs::Open(uint64_t ino, bool truncate) {
   std::lock_guard lock(mu_);
   NSF_ASSIGN_OR_RETURN(Inode * inode, Get(ino));
   if (S_ISDIR(inode->rec.mode)) return Status::Error(EISDIR, "is a directory");
+  if (truncate && S_ISREG(inode->rec.mode)) NSF_RETURN_IF_ERROR(OpenTruncateLocked(inode));
   ++inode->open_count;
   return Status::Ok();
 }
 
+Status Vfs::OpenTruncateLocked(Inode* inode) {
+  Transaction txn;
+  bool durable = false;
+  NSF_RETURN_IF_ERROR(TruncateLocked(inode, 0, &txn, &durable));
+  inode->rec.mtime = inode->rec.ctime = Now();
+  return Commit(std::move(txn), {inode}, durable);
+}
+
 Result<Entry> Vfs::Create(uint64_t parent, std::string_view name, mode_t mode, bool exclusive,
-                          const Caller& caller) {
+                          bool truncate, const Caller& caller) {
   std::lock_guard lock(mu_);
   NSF_ASSIGN_OR_RETURN(auto existing, FindDirent(parent, name));
   Inode* inode = nullptr;
@@ -603,6 +612,7 @@ Result<Entry> Vfs::Create(uint64_t parent, std::string_view name, mode_t mode, b
     if (exclusive) return Status::Error(EEXIST, "entry exists");
     NSF_ASSIGN_OR_RETURN(inode, Get(existing->ino));
     if (S_ISDIR(inode->rec.mode)) return Status::Error(EISDIR, "is a directory");
+    if (truncate && S_ISREG(inode->rec.mode)) NSF_RETURN_IF_ERROR(OpenTruncateLocked(inode));
     entry = EntryOf(inode);
   } else {
     NSF_ASSIGN_OR_RETURN(entry, MakeNode(parent, name, S_IFREG | (mode & 07777), 0, {}, caller));
@@ -638,6 +648,9 @@ Result<struct stat> Vfs::Setattr(uint64_t ino, const SetattrRequest& req) {
     if (S_ISDIR(r.mode)) return Status::Error(EISDIR, "is a directory");
     if (!S_ISREG(r.mode)) return Status::Error(EINVAL, "not a regular file");
     if (req.size > kMaxFileSize) return Status::Error(EFBIG, "file too large");
+    // A size change updates mtime and ctime (truncate(2)); the kernel does
+    // not always say so.
+    if (req.size != r.size) r.mtime = now;
     NSF_RETURN_IF_ERROR(TruncateLocked(inode, req.size, &txn, &durable));
   }
   if (req.set_mode) r.mode = (r.mode & S_IFMT) | (req.mode & 07777);
@@ -1033,8 +1046,11 @@ Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
   NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
   Transaction txn;
   txn.PutExtentChanges(ino, inode->extents);
-  if (!(mode & FALLOC_FL_KEEP_SIZE) && off + len > inode->rec.size) inode->rec.size = off + len;
   inode->rec.ctime = Now();
+  if (!(mode & FALLOC_FL_KEEP_SIZE) && off + len > inode->rec.size) {
+    inode->rec.size = off + len;
+    inode->rec.mtime = inode->rec.ctime;  // the size changed, as ext4 does
+  }
   return Commit(std::move(txn), {inode}, false);
 }
 

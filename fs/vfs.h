@@ -97,10 +97,11 @@ class Vfs {
   Result<Entry> Link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
 
   // Open/Create count open handles; an unlinked file lives until the last
-  // Release.
-  Status Open(uint64_t ino);
+  // Release. With `truncate` (O_TRUNC) an existing regular file is emptied
+  // and its mtime/ctime set, as open(2) specifies.
+  Status Open(uint64_t ino, bool truncate = false);
   Result<Entry> Create(uint64_t parent, std::string_view name, mode_t mode, bool exclusive,
-                       const Caller& caller);
+                       bool truncate, const Caller& caller);
   void Release(uint64_t ino);
   Status Opendir(uint64_t ino);
 
@@ -191,6 +192,8 @@ class Vfs {
   Status ApplyNosyncSet(Inode* inode, const BlockRanges& target);
   BlockRanges NosyncBlocks(const Inode& inode) const;
   Status TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* durable);
+  // O_TRUNC: truncate to 0, update mtime/ctime, commit.
+  Status OpenTruncateLocked(Inode* inode);
   bool IsAncestor(uint64_t maybe_ancestor, uint64_t dir);
 
   std::unique_ptr<Volume> volume_;

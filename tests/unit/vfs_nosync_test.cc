@@ -12,7 +12,7 @@ namespace {
 constexpr size_t kBlock = 4096;
 
 Entry MustCreate(Vfs& vfs, const std::string& name) {
-  auto e = vfs.Create(kRootIno, name, 0644, true, Caller{});
+  auto e = vfs.Create(kRootIno, name, 0644, true, false, Caller{});
   REQUIRE(e.ok());
   return *e;
 }
