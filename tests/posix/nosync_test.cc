@@ -58,6 +58,15 @@ std::string ListXattrs(const std::string& path) {
   return std::string(buf, static_cast<size_t>(n));
 }
 
+// After a crash: recovery plus the offline checker find nothing wrong
+// (SEMANTICS.md section 6).
+void ExpectFsckClean(const TestVolume& v) {
+  CommandResult r = RunCommand({BinPath("fsck.nosyncfs"), v.image()});
+  INFO(r.Describe() << "\n" << r.out);
+  CHECK(r.exit_status == 0);
+  CHECK(r.out.find(": clean") != std::string::npos);
+}
+
 constexpr size_t kKiB = 1024;
 constexpr size_t kBlock = 4096;  // the default block size
 
@@ -216,6 +225,7 @@ TEST_CASE("NF writes are durable on return without fsync; unflagged ones are not
     MustPwrite(fd.get(), Pattern(11, 20000, 40000), 40000);
   }
   v.KillDaemon();
+  ExpectFsckClean(v);
   v.Mount();
   std::string expect = Pattern(10, 64 * kKiB);
   expect.replace(100, 30000, Pattern(11, 30000, 100));
@@ -249,6 +259,7 @@ TEST_CASE("append into a preallocated NF range: data and size durable on return"
     }
   }
   v.KillDaemon();
+  ExpectFsckClean(v);
   v.Mount();
   CHECK(MustStat(f).st_size == static_cast<off_t>(all.size()));
   CHECK(FirstMismatch(ReadFile(f), all).empty());
@@ -265,11 +276,13 @@ TEST_CASE("flag changes are durable on return and survive remount", "[posix][nos
   CHECK(Nosync(f) == "0-8192,12288-20480");
   REQUIRE(SetX(f, "user.nosync", "8K-12K") == 0);
   v.KillDaemon();
+  ExpectFsckClean(v);
   v.Mount();
   CHECK(Nosync(f) == "8192-12288");
   // Clearing is durable on return too.
   REQUIRE(ErrnoOf(removexattr(f.c_str(), "user.nosync")) == 0);
   v.KillDaemon();
+  ExpectFsckClean(v);
   v.Mount();
   CHECK(GetX(f, "user.nosync").err == ENODATA);
   CHECK(ReadFile(f) == Pattern(4, 20 * kKiB));
@@ -356,6 +369,7 @@ TEST_CASE("two processes writing one NF file both get durable-on-return",
     CHECK(WEXITSTATUS(*status) == 0);
   }
   v.KillDaemon();
+  ExpectFsckClean(v);
   v.Mount();
   std::string expect = Pattern(200, 128 * kKiB, 0) + Pattern(201, 128 * kKiB, 128 * kKiB);
   CHECK(MustStat(f).st_size == static_cast<off_t>(256 * kKiB));
@@ -385,6 +399,7 @@ TEST_CASE("mmap: stores into an NF range are durable after msync(MS_SYNC)",
     munmap(p, 16 * kKiB);
   }
   v.KillDaemon();
+  ExpectFsckClean(v);
   v.Mount();
   std::string expect(16 * kKiB, 'a');
   expect.replace(3000, 10000, Pattern(7, 10000, 3000));
@@ -420,6 +435,7 @@ TEST_CASE("copy_file_range: NF source copied physically, NF destination durable"
   CHECK(dst_after[0].device == dst_before[0].device);
   CHECK(dst_after[0].device != Extents(src)[0].device);
   v.KillDaemon();
+  ExpectFsckClean(v);
   v.Mount();
   CHECK(FirstMismatch(ReadFile(dst), Pattern(8, 32 * kKiB)).empty());
 }
@@ -514,6 +530,7 @@ TEST_CASE("shrinking truncate over NF: split frees and drops flags durably, deny
     CHECK(Nosync(f) == "0-12288");
     CHECK(MustStatvfs(v.mountpoint()).f_bfree == free_before + 5);
     v.KillDaemon();
+    ExpectFsckClean(v);
     v.Mount();
     CHECK(MustStat(f).st_size == static_cast<off_t>(10 * kKiB));
     CHECK(Nosync(f) == "0-12288");
