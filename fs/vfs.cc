@@ -1034,14 +1034,18 @@ Status Vfs::Removexattr(uint64_t ino, std::string_view name) {
 
 Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
   std::lock_guard lock(mu_);
-  if (mode & ~FALLOC_FL_KEEP_SIZE) {
-    return Status::Error(EOPNOTSUPP, "fallocate mode not supported yet");
-  }
   if (len == 0) return Status::Error(EINVAL, "zero length");
   if (off > kMaxFileSize || len > kMaxFileSize - off) return Status::Error(EFBIG, "too large");
   NSF_ASSIGN_OR_RETURN(Inode * inode, Get(ino));
   if (!S_ISREG(inode->rec.mode)) return Status::Error(ENODEV, "not a regular file");
   NSF_RETURN_IF_ERROR(LoadExtents(inode));
+  if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+    return PunchHoleLocked(inode, off, len);
+  }
+  if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {
+    return ZeroRangeLocked(inode, off, len, mode & FALLOC_FL_KEEP_SIZE);
+  }
+  if (mode & ~FALLOC_FL_KEEP_SIZE) return Status::Error(EOPNOTSUPP, "fallocate mode not supported");
   uint64_t first = off / bs_, last = (off + len - 1) / bs_;
   NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
   Transaction txn;
@@ -1052,6 +1056,80 @@ Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
     inode->rec.mtime = inode->rec.ctime;  // the size changed, as ext4 does
   }
   return Commit(std::move(txn), {inode}, false);
+}
+
+Status Vfs::ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_nf) {
+  const Superblock& sb = volume_->superblock();
+  uint64_t pos = off;
+  while (pos < end) {
+    uint64_t lblk = pos / bs_;
+    auto seg = inode->extents.Find(lblk, (end - 1) / bs_ - lblk + 1);
+    uint64_t seg_end = std::min(end, (lblk + seg.len) * bs_);
+    if (seg.mapped) {
+      uint64_t dev = sb.BlockOffset(seg.pblk) + pos % bs_;
+      volume_->device().Zero(dev, seg_end - pos);
+      if (seg.flags & kExtentNoFsync) {
+        NSF_RETURN_IF_ERROR(volume_->device().Persist(dev, seg_end - pos));
+        *touched_nf = true;
+      } else {
+        auto [it, inserted] = inode->dirty.emplace(pos, seg_end);
+        if (!inserted) it->second = std::max(it->second, seg_end);
+      }
+    }
+    pos = seg_end;
+  }
+  return Status::Ok();
+}
+
+Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
+  uint64_t end = off + len;
+  uint64_t touched_first = off / bs_, touched_end = (end + bs_ - 1) / bs_;
+  bool overlaps_nf = false;
+  for (uint64_t pos = touched_first; pos < touched_end;) {
+    auto seg = inode->extents.Find(pos, touched_end - pos);
+    if (seg.mapped && (seg.flags & kExtentNoFsync)) overlaps_nf = true;
+    pos += seg.len;
+  }
+  if (overlaps_nf && options_.nf_punch == VfsOptions::NfPunch::kDeny) {
+    return Status::Error(EPERM, "hole punch over no-fsync extents (nf_punch=deny)");
+  }
+  // Whole blocks are unmapped; the partial blocks at the edges are zeroed in
+  // place, so they keep their mapping (and flag).
+  uint64_t full_first = (off + bs_ - 1) / bs_, full_end = end / bs_;
+  bool touched_nf = false;
+  if (full_first >= full_end) {
+    NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, end, &touched_nf));
+  } else {
+    NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, full_first * bs_, &touched_nf));
+    NSF_RETURN_IF_ERROR(ZeroInPlace(inode, full_end * bs_, end, &touched_nf));
+  }
+  Transaction txn;
+  if (full_first < full_end) {
+    txn.Free(inode->extents.Unmap(full_first, full_end - full_first));
+    // Dirty tracking of unmapped bytes is moot; PersistDirtyData skips holes.
+  }
+  txn.PutExtentChanges(inode->rec.ino, inode->extents);
+  inode->rec.mtime = inode->rec.ctime = Now();
+  // Over NF extents the punch is atomic (one transaction) and durable on
+  // return (SEMANTICS.md section 4).
+  return Commit(std::move(txn), {inode}, overlaps_nf || touched_nf);
+}
+
+Status Vfs::ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size) {
+  uint64_t end = off + len;
+  uint64_t first = off / bs_, last = (end - 1) / bs_;
+  // Like Linux file systems, zero range leaves the range allocated; new
+  // blocks arrive zeroed, existing ones are zeroed in place (NF ones keep
+  // their blocks and flag and are persisted now).
+  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
+  bool touched_nf = false;
+  NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, end, &touched_nf));
+  Transaction txn;
+  txn.PutExtentChanges(inode->rec.ino, inode->extents);
+  inode->rec.mtime = inode->rec.ctime = Now();
+  bool grew = !keep_size && end > inode->rec.size;
+  if (grew) inode->rec.size = end;
+  return Commit(std::move(txn), {inode}, touched_nf);
 }
 
 Result<uint64_t> Vfs::Lseek(uint64_t ino, uint64_t off, int whence) {

@@ -192,6 +192,12 @@ class Vfs {
   Status ApplyNosyncSet(Inode* inode, const BlockRanges& target);
   BlockRanges NosyncBlocks(const Inode& inode) const;
   Status TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* durable);
+  // fallocate PUNCH_HOLE / ZERO_RANGE over [off, off+len) (vfs.cc).
+  Status PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len);
+  Status ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size);
+  // Zeroes bytes of mapped blocks in [off, end) in place; persists NF parts
+  // (setting *touched_nf) and records the rest as dirty.
+  Status ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_nf);
   // O_TRUNC: truncate to 0, update mtime/ctime, commit.
   Status OpenTruncateLocked(Inode* inode);
   bool IsAncestor(uint64_t maybe_ancestor, uint64_t dir);
