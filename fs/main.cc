@@ -17,6 +17,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/crash_point.h"
 #include "fs/fuse_ops.h"
 #include "fs/mount_options.h"
 #include "fs/vfs.h"
@@ -121,6 +122,8 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
   } else {
     spdlog::info("mounted {} on {}", mo.device, mo.mountpoint);
     reporter->Ready();
+    // Crash tests count crash points from here: the workload's, not mount's.
+    StartCrashPoints();
     if (background) Detach();
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(cfg, 16);

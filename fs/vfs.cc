@@ -1,5 +1,7 @@
 #include "fs/vfs.h"
 
+#include "base/crash_point.h"
+
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -837,6 +839,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
     uint64_t seg_end = std::min(end, (lblk + seg.len) * bs_);
     uint64_t dev = sb.BlockOffset(seg.pblk) + pos % bs_;
     volume_->device().Write(dev, data + (pos - off), seg_end - pos);
+    CrashPoint("vfs.write.copied");
     if (seg.flags & kExtentNoFsync) {
       NSF_RETURN_IF_ERROR(volume_->device().Persist(dev, seg_end - pos));
       wrote_nf = true;
@@ -1103,6 +1106,7 @@ Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
     NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, full_first * bs_, &touched_nf));
     NSF_RETURN_IF_ERROR(ZeroInPlace(inode, full_end * bs_, end, &touched_nf));
   }
+  CrashPoint("vfs.punch.zeroed");
   Transaction txn;
   if (full_first < full_end) {
     txn.Free(inode->extents.Unmap(full_first, full_end - full_first));

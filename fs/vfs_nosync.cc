@@ -9,6 +9,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "base/crash_point.h"
 #include "fs/nosync_ranges.h"
 #include "fs/vfs.h"
 
@@ -51,6 +52,7 @@ Status Vfs::ApplyNosyncSet(Inode* inode, const BlockRanges& target) {
   // The only step that can fail (ENOSPC) comes first and is all-or-nothing,
   // so a failure leaves the file exactly as it was.
   NSF_RETURN_IF_ERROR(FillHoles(inode, target, kExtentNoFsync));
+  CrashPoint("vfs.nosync.filled");
   inode->extents.SetFlags(0, kMaxFileOffset / bs_ + 1, kExtentNoFsync, 0);
   for (auto [first, count] : target) {
     inode->extents.SetFlags(first, count, kExtentNoFsync, kExtentNoFsync);

@@ -1,5 +1,7 @@
 #include "journal/volume.h"
 
+#include "base/crash_point.h"
+
 #include <spdlog/spdlog.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -226,7 +228,9 @@ Result<uint64_t> Volume::Commit(Transaction&& txn, bool durable) {
     appended = log_->Append(payload);
     NSF_RETURN_IF_ERROR(appended.status());
   }
+  CrashPoint("volume.commit.appended");
   NSF_RETURN_IF_ERROR(store_->Apply(txn.batch));
+  CrashPoint("volume.commit.applied");
   for (const BlockRun& r : txn.freed) allocator_->FreeAfter(seq, r);
   if (durable) NSF_RETURN_IF_ERROR(Sync());
   return seq;
@@ -240,6 +244,7 @@ Status Volume::Sync() {
 
 Status Volume::Checkpoint() {
   NSF_RETURN_IF_ERROR(store_->Flush());
+  CrashPoint("volume.checkpoint.flushed");
   uint64_t last = log_->next_seq() - 1;
   NSF_RETURN_IF_ERROR(log_->Reset(log_->next_seq()));
   allocator_->ReleaseUpTo(last);
