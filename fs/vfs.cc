@@ -59,6 +59,37 @@ Status CheckXattrName(std::string_view name) {
   return Status::Error(EOPNOTSUPP, "xattr namespace not supported");
 }
 
+// A piece of a byte range that is uniformly mapped (at device offset `dev`,
+// with `flags`) or a hole.
+struct ByteRun {
+  uint64_t pos, end;
+  bool mapped;
+  uint32_t flags;
+  uint64_t dev;
+};
+
+// Calls fn(run) for the runs covering [off, end) in order; stops at the
+// first error fn returns.
+template <typename Fn>
+Status ForEachByteRun(const ExtentMap& map, const Superblock& sb, uint64_t off, uint64_t end,
+                      Fn&& fn) {
+  const uint64_t bs = sb.block_size;
+  for (uint64_t pos = off; pos < end;) {
+    uint64_t lblk = pos / bs;
+    ExtentMap::Segment seg = map.Find(lblk, (end - 1) / bs - lblk + 1);
+    uint64_t run_end = std::min(end, (lblk + seg.len) * bs);
+    uint64_t dev = seg.mapped ? sb.BlockOffset(seg.pblk) + pos % bs : 0;
+    NSF_RETURN_IF_ERROR(fn(ByteRun{pos, run_end, seg.mapped, seg.flags, dev}));
+    pos = run_end;
+  }
+  return Status::Ok();
+}
+
+void AddDirty(std::map<uint64_t, uint64_t>* dirty, uint64_t start, uint64_t end) {
+  auto [it, inserted] = dirty->emplace(start, end);
+  if (!inserted) it->second = std::max(it->second, end);
+}
+
 }  // namespace
 
 Vfs::Vfs(std::unique_ptr<Volume> volume, VfsOptions options)
@@ -221,17 +252,11 @@ Status Vfs::Commit(Transaction&& txn, std::initializer_list<Inode*> touched, boo
 Status Vfs::PersistDirtyData(Inode* inode) {
   for (const auto& [start, end] : inode->dirty) {
     // Re-resolve the mapping: blocks may have been freed since the write.
-    uint64_t pos = start;
-    while (pos < end) {
-      uint64_t lblk = pos / bs_;
-      auto seg = inode->extents.Find(lblk, (end - 1) / bs_ - lblk + 1);
-      uint64_t seg_end = std::min(end, (lblk + seg.len) * bs_);
-      if (seg.mapped) {
-        uint64_t dev = volume_->superblock().BlockOffset(seg.pblk) + pos % bs_;
-        NSF_RETURN_IF_ERROR(volume_->device().Persist(dev, seg_end - pos));
-      }
-      pos = seg_end;
-    }
+    NSF_RETURN_IF_ERROR(ForEachByteRun(inode->extents, volume_->superblock(), start, end,
+                                       [&](const ByteRun& r) {
+                                         if (!r.mapped) return Status::Ok();
+                                         return volume_->device().Persist(r.dev, r.end - r.pos);
+                                       }));
   }
   inode->dirty.clear();
   return Status::Ok();
@@ -435,12 +460,7 @@ Status Vfs::Rmdir(uint64_t parent, std::string_view name) {
   if (!d) return Status::Error(ENOENT, "no such entry");
   NSF_ASSIGN_OR_RETURN(Inode * child, Get(d->ino));
   if (!S_ISDIR(child->rec.mode)) return Status::Error(ENOTDIR, "not a directory");
-  bool empty = true;
-  NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::DirentPrefix(child->rec.ino), "",
-                                            [&](std::string_view, std::string_view) {
-                                              empty = false;
-                                              return false;
-                                            }));
+  NSF_ASSIGN_OR_RETURN(bool empty, IsDirEmpty(child->rec.ino));
   if (!empty) return Status::Error(ENOTEMPTY, "directory not empty");
   Transaction txn;
   RemoveDirent(&txn, parent, *d);
@@ -450,6 +470,16 @@ Status Vfs::Rmdir(uint64_t parent, std::string_view name) {
   NSF_RETURN_IF_ERROR(Commit(std::move(txn), {dir, child}, false));
   MaybeEvict(child->rec.ino);
   return Status::Ok();
+}
+
+Result<bool> Vfs::IsDirEmpty(uint64_t dir) {
+  bool empty = true;
+  NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::DirentPrefix(dir), "",
+                                            [&](std::string_view, std::string_view) {
+                                              empty = false;
+                                              return false;
+                                            }));
+  return empty;
 }
 
 bool Vfs::IsAncestor(uint64_t maybe_ancestor, uint64_t dir) {
@@ -535,12 +565,7 @@ Status Vfs::Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
     if (moved_is_dir && !target_is_dir) return Status::Error(ENOTDIR, "target is not a directory");
     if (!moved_is_dir && target_is_dir) return Status::Error(EISDIR, "target is a directory");
     if (target_is_dir) {
-      bool empty = true;
-      NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::DirentPrefix(target->rec.ino), "",
-                                                [&](std::string_view, std::string_view) {
-                                                  empty = false;
-                                                  return false;
-                                                }));
+      NSF_ASSIGN_OR_RETURN(bool empty, IsDirEmpty(target->rec.ino));
       if (!empty) return Status::Error(ENOTEMPTY, "target directory not empty");
     }
     RemoveDirent(&txn, new_parent, *dst);
@@ -716,23 +741,18 @@ Status Vfs::Read(uint64_t ino, uint64_t off, size_t size, const ReadSink& sink) 
   std::vector<struct iovec> iov;
   if (off < fsize && size > 0) {
     uint64_t end = std::min<uint64_t>(fsize, off + size);
-    uint64_t pos = off;
-    while (pos < end) {
-      uint64_t lblk = pos / bs_;
-      auto seg = inode->extents.Find(lblk, (end - 1) / bs_ - lblk + 1);
-      uint64_t seg_end = std::min(end, (lblk + seg.len) * bs_);
-      if (seg.mapped) {
-        char* p = volume_->device().data() + volume_->superblock().BlockOffset(seg.pblk) +
-                  pos % bs_;
-        iov.push_back({p, seg_end - pos});
-      } else {
-        for (uint64_t z = pos; z < seg_end; z += kZeroBufferSize) {
-          iov.push_back({const_cast<char*>(ZeroBuffer()),
-                         std::min<uint64_t>(kZeroBufferSize, seg_end - z)});
-        }
-      }
-      pos = seg_end;
-    }
+    NSF_RETURN_IF_ERROR(ForEachByteRun(
+        inode->extents, volume_->superblock(), off, end, [&](const ByteRun& r) {
+          if (r.mapped) {
+            iov.push_back({volume_->device().data() + r.dev, r.end - r.pos});
+            return Status::Ok();
+          }
+          for (uint64_t z = r.pos; z < r.end; z += kZeroBufferSize) {
+            iov.push_back({const_cast<char*>(ZeroBuffer()),
+                           std::min<uint64_t>(kZeroBufferSize, r.end - z)});
+          }
+          return Status::Ok();
+        }));
     // relatime: update atime only when it is older than mtime/ctime or a day.
     InodeRecord& r = inode->rec;
     Timespec now = Now();
@@ -830,29 +850,19 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
   NSF_RETURN_IF_ERROR(filled);
 
   // Copy, then persist NF ranges now and remember unflagged ones for fsync.
-  const Superblock& sb = volume_->superblock();
-  uint64_t end = off + size, pos = off;
-  bool wrote_nf = false, wrote_plain = false, end_in_nf = false;
-  while (pos < end) {
-    uint64_t lblk = pos / bs_;
-    auto seg = inode->extents.Find(lblk, last - lblk + 1);
-    uint64_t seg_end = std::min(end, (lblk + seg.len) * bs_);
-    uint64_t dev = sb.BlockOffset(seg.pblk) + pos % bs_;
-    volume_->device().Write(dev, data + (pos - off), seg_end - pos);
-    CrashPoint("vfs.write.copied");
-    if (seg.flags & kExtentNoFsync) {
-      NSF_RETURN_IF_ERROR(volume_->device().Persist(dev, seg_end - pos));
-      wrote_nf = true;
-      end_in_nf = seg_end == end;
-    } else {
-      auto [it, inserted] = inode->dirty.emplace(pos, seg_end);
-      if (!inserted) it->second = std::max(it->second, seg_end);
-      wrote_plain = true;
-      end_in_nf = false;
-    }
-    pos = seg_end;
-  }
-  (void)wrote_nf;
+  uint64_t end = off + size;
+  bool wrote_plain = false, end_in_nf = false;
+  NSF_RETURN_IF_ERROR(ForEachByteRun(
+      inode->extents, volume_->superblock(), off, end, [&](const ByteRun& r) {
+        // Every block is mapped now (FillHoles above).
+        volume_->device().Write(r.dev, data + (r.pos - off), r.end - r.pos);
+        CrashPoint("vfs.write.copied");
+        end_in_nf = (r.flags & kExtentNoFsync) && r.end == end;
+        if (r.flags & kExtentNoFsync) return volume_->device().Persist(r.dev, r.end - r.pos);
+        AddDirty(&inode->dirty, r.pos, r.end);
+        wrote_plain = true;
+        return Status::Ok();
+      }));
 
   InodeRecord& r = inode->rec;
   bool grew = end > r.size;
@@ -1062,26 +1072,16 @@ Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
 }
 
 Status Vfs::ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_nf) {
-  const Superblock& sb = volume_->superblock();
-  uint64_t pos = off;
-  while (pos < end) {
-    uint64_t lblk = pos / bs_;
-    auto seg = inode->extents.Find(lblk, (end - 1) / bs_ - lblk + 1);
-    uint64_t seg_end = std::min(end, (lblk + seg.len) * bs_);
-    if (seg.mapped) {
-      uint64_t dev = sb.BlockOffset(seg.pblk) + pos % bs_;
-      volume_->device().Zero(dev, seg_end - pos);
-      if (seg.flags & kExtentNoFsync) {
-        NSF_RETURN_IF_ERROR(volume_->device().Persist(dev, seg_end - pos));
-        *touched_nf = true;
-      } else {
-        auto [it, inserted] = inode->dirty.emplace(pos, seg_end);
-        if (!inserted) it->second = std::max(it->second, seg_end);
-      }
+  return ForEachByteRun(inode->extents, volume_->superblock(), off, end, [&](const ByteRun& r) {
+    if (!r.mapped) return Status::Ok();
+    volume_->device().Zero(r.dev, r.end - r.pos);
+    if (!(r.flags & kExtentNoFsync)) {
+      AddDirty(&inode->dirty, r.pos, r.end);
+      return Status::Ok();
     }
-    pos = seg_end;
-  }
-  return Status::Ok();
+    *touched_nf = true;
+    return volume_->device().Persist(r.dev, r.end - r.pos);
+  });
 }
 
 Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
@@ -1178,19 +1178,17 @@ Result<size_t> Vfs::CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino
   size_t done = 0;
   while (done < len) {
     size_t chunk = std::min(buf.size(), len - done);
-    uint64_t pos = off_in + done, end = pos + chunk;
-    while (pos < end) {
-      auto seg = in->extents.Find(pos / bs_, (end - 1) / bs_ - pos / bs_ + 1);
-      uint64_t seg_end = std::min(end, (pos / bs_ + seg.len) * bs_);
-      char* dst = buf.data() + (pos - off_in - done);
-      if (seg.mapped) {
-        volume_->device().Read(volume_->superblock().BlockOffset(seg.pblk) + pos % bs_, dst,
-                               seg_end - pos);
-      } else {
-        std::memset(dst, 0, seg_end - pos);
-      }
-      pos = seg_end;
-    }
+    uint64_t start = off_in + done;
+    NSF_RETURN_IF_ERROR(ForEachByteRun(
+        in->extents, volume_->superblock(), start, start + chunk, [&](const ByteRun& r) {
+          char* dst = buf.data() + (r.pos - start);
+          if (r.mapped) {
+            volume_->device().Read(r.dev, dst, r.end - r.pos);
+          } else {
+            std::memset(dst, 0, r.end - r.pos);
+          }
+          return Status::Ok();
+        }));
     auto wrote = WriteLocked(out, off_out + done, buf.data(), chunk);
     if (!wrote.ok()) {
       if (done > 0) break;

@@ -201,6 +201,7 @@ class Vfs {
   // O_TRUNC: truncate to 0, update mtime/ctime, commit.
   Status OpenTruncateLocked(Inode* inode);
   bool IsAncestor(uint64_t maybe_ancestor, uint64_t dir);
+  Result<bool> IsDirEmpty(uint64_t dir);
 
   std::unique_ptr<Volume> volume_;
   VfsOptions options_;
