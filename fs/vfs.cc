@@ -753,20 +753,25 @@ Status Vfs::Read(uint64_t ino, uint64_t off, size_t size, const ReadSink& sink) 
           }
           return Status::Ok();
         }));
-    // relatime: update atime only when it is older than mtime/ctime or a day.
-    InodeRecord& r = inode->rec;
-    Timespec now = Now();
-    auto before = [](const Timespec& a, const Timespec& b) {
-      return a.sec < b.sec || (a.sec == b.sec && a.nsec < b.nsec);
-    };
-    if (!before(r.mtime, r.atime) || !before(r.ctime, r.atime) ||
-        now.sec - r.atime.sec >= 24 * 3600) {
-      r.atime = now;
-      inode->attr_dirty = true;
-    }
+    TouchAtime(inode);
   }
   sink(iov.data(), static_cast<int>(iov.size()));
   return Status::Ok();
+}
+
+void Vfs::TouchAtime(Inode* inode) {
+  // relatime: only when atime is not newer than mtime and ctime, or is a
+  // day old. Lazy: written with the inode's next commit.
+  InodeRecord& r = inode->rec;
+  Timespec now = Now();
+  auto before = [](const Timespec& a, const Timespec& b) {
+    return a.sec < b.sec || (a.sec == b.sec && a.nsec < b.nsec);
+  };
+  if (!before(r.mtime, r.atime) || !before(r.ctime, r.atime) ||
+      now.sec - r.atime.sec >= 24 * 3600) {
+    r.atime = now;
+    inode->attr_dirty = true;
+  }
 }
 
 Status Vfs::FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags) {
@@ -917,6 +922,7 @@ Status Vfs::Fsyncdir(uint64_t ino) {
 Status Vfs::Readdir(uint64_t ino, uint64_t off, bool plus, const DirSink& emit) {
   std::lock_guard lock(mu_);
   NSF_ASSIGN_OR_RETURN(Inode * dir, GetDir(ino));
+  TouchAtime(dir);
   struct stat st {};
   if (off < 1) {
     st.st_ino = ino;

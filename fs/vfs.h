@@ -175,6 +175,8 @@ class Vfs {
   Status DestroyInode(Transaction* txn, Inode* inode);
   void MaybeEvict(uint64_t ino);
   Status PersistDirtyData(Inode* inode);
+  // Reading data or listing a directory: atime as relatime updates it.
+  void TouchAtime(Inode* inode);
   Status FlushLazyAttrs(Inode* inode);
 
   Result<size_t> WriteLocked(Inode* inode, uint64_t off, const char* data, size_t size);
