@@ -703,16 +703,9 @@ Status Vfs::TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* 
     if (touches_nf && options_.nf_punch == VfsOptions::NfPunch::kDeny) {
       return Status::Error(EPERM, "truncate would cut no-fsync extents (nf_punch=deny)");
     }
-    // Bytes past EOF inside the last block must read as zeros if the file
-    // grows again; zero them durably before the size shrinks.
-    if (size % bs_ != 0) {
-      auto seg = inode->extents.Find(size / bs_, 1);
-      if (seg.mapped) {
-        uint64_t dev = volume_->superblock().BlockOffset(seg.pblk) + size % bs_;
-        volume_->device().Zero(dev, bs_ - size % bs_);
-        NSF_RETURN_IF_ERROR(volume_->device().Persist(dev, bs_ - size % bs_));
-      }
-    }
+    // The old bytes past the new EOF in the last block stay until the file
+    // grows again (ZeroTailForGrowth): zeroing them now could reach media
+    // before this truncate is durable and corrupt the old state.
     txn->Free(inode->extents.Unmap(keep_blocks, old_blocks - keep_blocks));
     txn->PutExtentChanges(r.ino, inode->extents);
     // Drop dirty tracking past the new end.
@@ -725,9 +718,20 @@ Status Vfs::TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* 
       }
     }
     *durable = *durable || touches_nf;
+  } else if (size > r.size) {
+    NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, size));
   }
   r.size = size;
   return Status::Ok();
+}
+
+Status Vfs::ZeroTailForGrowth(Inode* inode, uint64_t new_start) {
+  uint64_t old = inode->rec.size;
+  uint64_t block_end = (old + bs_ - 1) / bs_ * bs_;
+  uint64_t end = std::min(new_start, block_end);
+  if (end <= old) return Status::Ok();
+  bool touched_nf = false;
+  return ZeroInPlace(inode, old, end, &touched_nf);
 }
 
 // ---- data ---------------------------------------------------------------------
@@ -853,6 +857,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
     filled = FillHoles(inode, {{first, last - first + 1}}, 0);
   }
   NSF_RETURN_IF_ERROR(filled);
+  if (off > inode->rec.size) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off));
 
   // Copy, then persist NF ranges now and remember unflagged ones for fsync.
   uint64_t end = off + size;
@@ -1067,6 +1072,9 @@ Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
   if (mode & ~FALLOC_FL_KEEP_SIZE) return Status::Error(EOPNOTSUPP, "fallocate mode not supported");
   uint64_t first = off / bs_, last = (off + len - 1) / bs_;
   NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
+  if (!(mode & FALLOC_FL_KEEP_SIZE) && off + len > inode->rec.size) {
+    NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off + len));
+  }
   Transaction txn;
   txn.PutExtentChanges(ino, inode->extents);
   inode->rec.ctime = Now();
@@ -1133,6 +1141,7 @@ Status Vfs::ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_
   // their blocks and flag and are persisted now).
   NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
   bool touched_nf = false;
+  if (!keep_size && off > inode->rec.size) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off));
   NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, end, &touched_nf));
   Transaction txn;
   txn.PutExtentChanges(inode->rec.ino, inode->extents);

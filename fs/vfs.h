@@ -200,6 +200,10 @@ class Vfs {
   // Zeroes bytes of mapped blocks in [off, end) in place; persists NF parts
   // (setting *touched_nf) and records the rest as dirty.
   Status ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_nf);
+  // Before the size grows from rec.size to cover `new_start`: zeroes the
+  // old bytes a shrinking truncate left past EOF in the last block (NF:
+  // persisted now; else dirty, so fsync persists them before the new size).
+  Status ZeroTailForGrowth(Inode* inode, uint64_t new_start);
   // O_TRUNC: truncate to 0, update mtime/ctime, commit.
   Status OpenTruncateLocked(Inode* inode);
   bool IsAncestor(uint64_t maybe_ancestor, uint64_t dir);

@@ -11,20 +11,21 @@ namespace {
 
 constexpr char kHeaderMagic[8] = {'N', 'S', 'F', 'L', 'O', 'G', 'H', 'D'};
 constexpr uint64_t kSlotSize = 512;
-constexpr size_t kHeaderLen = 8 + 8 + 8 + 4;
+constexpr size_t kHeaderLen = 8 + 8 + 8 + 8 + 4;  // magic, generation, start, salt, crc
 constexpr uint32_t kRecordMagic = 0x4e53524c;  // "NSRL"
 constexpr size_t kRecordHeaderLen = 24;        // magic, length, seq, crc, pad
 
 uint64_t Align8(uint64_t v) { return (v + 7) & ~uint64_t{7}; }
 
-uint32_t RecordCrc(uint32_t len, uint64_t seq, std::string_view payload) {
+}  // namespace
+
+uint32_t Log::RecordCrc(uint32_t len, uint64_t seq, std::string_view payload) const {
   std::string head;
+  PutFixed64(&head, salt_);
   PutFixed32(&head, len);
   PutFixed64(&head, seq);
   return Crc32c(payload.data(), payload.size(), Crc32c(head.data(), head.size()));
 }
-
-}  // namespace
 
 Log::Log(Device* device, uint64_t offset, uint64_t length)
     : device_(device), offset_(offset), length_(length) {}
@@ -33,13 +34,15 @@ Status Log::WriteHeader(int slot, uint64_t generation, uint64_t start_seq) {
   std::string h(kHeaderMagic, sizeof(kHeaderMagic));
   PutFixed64(&h, generation);
   PutFixed64(&h, start_seq);
+  PutFixed64(&h, salt_);
   PutFixed32(&h, Crc32c(h.data(), h.size()));
   uint64_t at = offset_ + static_cast<uint64_t>(slot) * kSlotSize;
   device_->Write(at, h.data(), h.size());
   return device_->Persist(at, h.size());
 }
 
-Status Log::Format(uint64_t start_seq) {
+Status Log::Format(uint64_t start_seq, uint64_t salt) {
+  salt_ = salt;
   // Invalidate both slots and the first record position, then write slot 0.
   device_->Zero(offset_, kRecordsOffset + kRecordHeaderLen);
   NSF_RETURN_IF_ERROR(device_->Persist(offset_, kRecordsOffset + kRecordHeaderLen));
@@ -65,6 +68,7 @@ Status Log::Open(const RecordFn& fn) {
       best = slot;
       best_gen = gen;
       best_start = DecodeFixed64(h + 16);
+      salt_ = DecodeFixed64(h + 24);
     }
   }
   if (best < 0) return Status::Error(EUCLEAN, "log header is corrupted (no valid header slot)");

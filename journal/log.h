@@ -32,7 +32,9 @@ class Log {
   Log(Device* device, uint64_t offset, uint64_t length);
 
   // Writes a fresh log (epoch 1 starting at `start_seq`) and persists it.
-  Status Format(uint64_t start_seq);
+  // `salt` (unique per format) seeds every record's CRC, so records of an
+  // earlier file system on the same device never validate.
+  Status Format(uint64_t start_seq, uint64_t salt);
 
   // Reads the header and calls fn(seq, payload) for each valid record in
   // order; the first error fn returns stops the scan and is returned.
@@ -62,12 +64,14 @@ class Log {
 
  private:
   Status WriteHeader(int slot, uint64_t generation, uint64_t start_seq);
+  uint32_t RecordCrc(uint32_t len, uint64_t seq, std::string_view payload) const;
 
   Device* device_;
   uint64_t offset_;
   uint64_t length_;
   int active_slot_ = 0;
   uint64_t generation_ = 0;
+  uint64_t salt_ = 0;
   uint64_t start_seq_ = 1;
   uint64_t next_seq_ = 1;
   uint64_t durable_seq_ = 0;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 
@@ -97,7 +98,11 @@ Result<Superblock> Volume::Format(const std::string& device_path, const FormatOp
   NSF_RETURN_IF_ERROR(store->Flush());
 
   Log log(device.get(), sb.log_offset, sb.log_length);
-  NSF_RETURN_IF_ERROR(log.Format(/*start_seq=*/1));
+  // The salt ties log records to this format: records a previous file
+  // system left on the device can never pass the CRC check.
+  uint64_t salt;
+  std::memcpy(&salt, sb.uuid.data(), sizeof(salt));
+  NSF_RETURN_IF_ERROR(log.Format(/*start_seq=*/1, salt));
 
   std::string block = sb.Encode();
   device->Write(0, block.data(), block.size());
@@ -143,6 +148,7 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
   NSF_ASSIGN_OR_RETURN(auto next_ino, v->store_->Get(keys::kNextIno));
   if (!next_ino) return Status::Error(EUCLEAN, "metadata store has no inode counter");
   NSF_ASSIGN_OR_RETURN(v->next_ino_, DecodeU64(*next_ino));
+  v->open_complete_ = true;
   return v;
 }
 
@@ -198,7 +204,7 @@ Status Volume::RebuildAllocator() {
 }
 
 Volume::~Volume() {
-  if (log_ && store_) {
+  if (open_complete_) {
     Status st = Checkpoint();
     if (!st.ok()) spdlog::error("checkpoint at close failed: {}", st.ToString());
   }

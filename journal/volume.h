@@ -97,6 +97,10 @@ class Volume {
   std::unique_ptr<Log> log_;
   std::unique_ptr<Allocator> allocator_;
   uint64_t next_ino_ = kRootIno + 1;
+  // Set once Open has fully succeeded: only then may the destructor
+  // checkpoint. A half-open volume (failed recovery) must leave the store
+  // and log exactly as they were, so every later open fails the same way.
+  bool open_complete_ = false;
 };
 
 }  // namespace nosyncfs
