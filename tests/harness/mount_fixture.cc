@@ -522,4 +522,11 @@ void TestVolume::Cleanup() noexcept {
   }
 }
 
+void ExpectFsckClean(const TestVolume& v) {
+  CommandResult r = RunCommand({BinPath("fsck.nosyncfs"), v.image()});
+  INFO(r.Describe() << "\n" << r.out);
+  CHECK(r.exit_status == 0);
+  CHECK(r.out.find(": clean") != std::string::npos);
+}
+
 }  // namespace nosyncfs::test

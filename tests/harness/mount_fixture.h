@@ -166,4 +166,8 @@ class TestVolume {
   int mount_count_ = 0;
 };
 
+// Runs fsck.nosyncfs on the (unmounted) image: recovery plus the offline
+// checker must find nothing wrong (SEMANTICS.md section 6). CHECKs.
+void ExpectFsckClean(const TestVolume& v);
+
 }  // namespace nosyncfs::test

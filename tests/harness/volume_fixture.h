@@ -49,7 +49,10 @@
 #include <string_view>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
 #include "base/status.h"
+#include "extent/block_run.h"
 #include "fs/vfs.h"
 #include "journal/volume.h"
 #include "tests/harness/mount_fixture.h"  // TempDir, shared with the mount tests
@@ -255,3 +258,13 @@ Result<std::vector<DirEntry>> VfsReaddir(Vfs& vfs, uint64_t dir, uint64_t off, s
 std::string DataPattern(uint64_t seed, size_t n, uint64_t off = 0);
 
 }  // namespace nosyncfs::test
+
+// How Catch prints a BlockRun in failed checks.
+namespace Catch {
+template <>
+struct StringMaker<nosyncfs::BlockRun> {
+  static std::string convert(const nosyncfs::BlockRun& r) {
+    return "{" + std::to_string(r.start) + "+" + std::to_string(r.len) + "}";
+  }
+};
+}  // namespace Catch

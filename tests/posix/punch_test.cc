@@ -38,12 +38,6 @@ Errno Falloc(const std::string& path, int mode, uint64_t off, uint64_t len) {
   return ErrnoOf(fallocate(fd.get(), mode, static_cast<off_t>(off), static_cast<off_t>(len)));
 }
 
-void ExpectFsckClean(const TestVolume& v) {
-  CommandResult r = RunCommand({BinPath("fsck.nosyncfs"), v.image()});
-  INFO(r.Describe() << "\n" << r.out);
-  CHECK(r.exit_status == 0);
-}
-
 constexpr int kPunch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 
 }  // namespace

@@ -13,15 +13,6 @@
 
 #include "tests/harness/volume_fixture.h"
 
-namespace Catch {
-template <>
-struct StringMaker<nosyncfs::BlockRun> {
-  static std::string convert(const nosyncfs::BlockRun& r) {
-    return "{" + std::to_string(r.start) + "+" + std::to_string(r.len) + "}";
-  }
-};
-}  // namespace Catch
-
 namespace nosyncfs::test {
 namespace {
 

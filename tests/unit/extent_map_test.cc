@@ -23,12 +23,6 @@ struct StringMaker<nosyncfs::Extent> {
            std::to_string(e.pblk) + (e.flags ? " NF" : "") + "}";
   }
 };
-template <>
-struct StringMaker<nosyncfs::BlockRun> {
-  static std::string convert(const nosyncfs::BlockRun& r) {
-    return "{" + std::to_string(r.start) + "+" + std::to_string(r.len) + "}";
-  }
-};
 }  // namespace Catch
 
 namespace nosyncfs::test {
