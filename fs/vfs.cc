@@ -102,6 +102,12 @@ Vfs::~Vfs() {
 
 Status Vfs::Init() {
   std::lock_guard lock(mu_);
+  inode_count_ = 0;
+  NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::kInodePrefix, "",
+                                            [&](std::string_view, std::string_view) {
+                                              ++inode_count_;
+                                              return true;
+                                            }));
   std::vector<uint64_t> orphans;
   NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::kOrphanPrefix, "",
                                             [&](std::string_view k, std::string_view) {
@@ -308,6 +314,7 @@ Status Vfs::DestroyInode(Transaction* txn, Inode* inode) {
   txn->batch.Delete(keys::Orphan(ino));
   txn->batch.Delete(keys::Inode(ino));
   inode->dirty.clear();
+  if (inode_count_ > 0) --inode_count_;
   return Status::Ok();
 }
 
@@ -395,6 +402,7 @@ Result<Entry> Vfs::MakeNode(uint64_t parent, std::string_view name, mode_t mode,
     inodes_.erase(raw->rec.ino);
     return st;
   }
+  ++inode_count_;
   return EntryOf(raw);
 }
 
@@ -927,6 +935,9 @@ Status Vfs::Fsyncdir(uint64_t ino) {
 Status Vfs::Readdir(uint64_t ino, uint64_t off, bool plus, const DirSink& emit) {
   std::lock_guard lock(mu_);
   NSF_ASSIGN_OR_RETURN(Inode * dir, GetDir(ino));
+  // Cookies are below 2^64 - 1; an offset at the end lists nothing (and
+  // must not wrap around to the start).
+  if (off == UINT64_MAX) return Status::Ok();
   TouchAtime(dir);
   struct stat st {};
   if (off < 1) {
@@ -983,7 +994,7 @@ Result<struct statvfs> Vfs::Statfs() {
   s.f_bfree = volume_->free_blocks();
   s.f_bavail = s.f_bfree;
   s.f_files = 1ull << 32;
-  s.f_ffree = s.f_files - std::min<uint64_t>(s.f_files, inodes_.size());
+  s.f_ffree = s.f_files - std::min<uint64_t>(s.f_files, inode_count_);
   s.f_favail = s.f_ffree;
   s.f_namemax = kMaxNameLen;
   return s;

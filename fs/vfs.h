@@ -215,6 +215,7 @@ class Vfs {
   std::mutex mu_;
   std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
   bool shut_down_ = false;
+  uint64_t inode_count_ = 0;  // inodes in the store, for statfs (counted at Init)
 };
 
 }  // namespace nosyncfs

@@ -233,3 +233,25 @@ TEST_CASE("newly allocated blocks never show old data", "[posix][space]") {
 
 }  // namespace
 }  // namespace nosyncfs::test
+
+namespace nosyncfs::test {
+
+TEST_CASE("statfs counts inodes exactly, across remount", "[posix][space]") {
+  TestVolume vol;
+  vol.Mount();
+  auto ffree = [&] { return MustStatvfs(vol.mountpoint()).f_ffree; };
+  uint64_t start = ffree();
+  WriteFile(vol.Path("a"), "a");
+  REQUIRE(ErrnoOf(::mkdir(vol.Path("d").c_str(), 0755)) == 0);
+  REQUIRE(ErrnoOf(::symlink("a", vol.Path("s").c_str())) == 0);
+  CHECK(ffree() == start - 3);
+  // A hard link is not a new inode.
+  REQUIRE(ErrnoOf(::link(vol.Path("a").c_str(), vol.Path("b").c_str())) == 0);
+  CHECK(ffree() == start - 3);
+  REQUIRE(ErrnoOf(::unlink(vol.Path("s").c_str())) == 0);
+  CHECK(WaitUntil([&] { return ffree() == start - 2; }));
+  vol.Remount();
+  CHECK(ffree() == start - 2);
+}
+
+}  // namespace nosyncfs::test
