@@ -255,3 +255,41 @@ TEST_CASE("statfs counts inodes exactly, across remount", "[posix][space]") {
 }
 
 }  // namespace nosyncfs::test
+
+namespace nosyncfs::test {
+
+TEST_CASE("after a crash, reused blocks never show the previous file's data",
+          "[posix][space][persistence]") {
+  TestVolume vol;
+  vol.Mount();
+  // A's blocks hold a recognizable pattern on media; then A is deleted,
+  // durably, so its blocks are free for reuse.
+  const std::string old_data = Pattern(81, 1 << 20);
+  {
+    Fd a = MustOpen(vol.Path("a"), O_CREAT | O_WRONLY);
+    MustPwrite(a.get(), old_data, 0);
+    REQUIRE(fsync(a.get()) == 0);
+  }
+  REQUIRE(ErrnoOf(::unlink(vol.Path("a").c_str())) == 0);
+  SyncWholeFs(vol.mountpoint());
+  // B reuses them. B's data is never fsynced, but its mapping and size
+  // become durable through C's fsync (the log is one sequence).
+  {
+    Fd b = MustOpen(vol.Path("b"), O_CREAT | O_WRONLY);
+    MustPwrite(b.get(), std::string(256 << 10, 'B'), 0);
+    Fd c = MustOpen(vol.Path("c"), O_CREAT | O_WRONLY);
+    MustPwrite(c.get(), "c", 0);
+    REQUIRE(fsync(c.get()) == 0);
+  }
+  vol.KillDaemon();
+  ExpectFsckClean(vol);
+  vol.Mount();
+  std::string got = ReadFile(vol.Path("b"));
+  REQUIRE(got.size() == size_t{256} << 10);
+  // Each byte is B's (if it reached media) or zero; never A's.
+  size_t foreign = 0;
+  for (char ch : got) foreign += (ch != 'B' && ch != '\0');
+  CHECK(foreign == 0);
+}
+
+}  // namespace nosyncfs::test
