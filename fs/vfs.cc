@@ -102,12 +102,6 @@ Vfs::~Vfs() {
 
 Status Vfs::Init() {
   std::lock_guard lock(mu_);
-  inode_count_ = 0;
-  NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::kInodePrefix, "",
-                                            [&](std::string_view, std::string_view) {
-                                              ++inode_count_;
-                                              return true;
-                                            }));
   std::vector<uint64_t> orphans;
   NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::kOrphanPrefix, "",
                                             [&](std::string_view k, std::string_view) {
@@ -299,6 +293,8 @@ void Vfs::RemoveDirent(Transaction* txn, uint64_t dir, const DirentRecord& d) {
 }
 
 Status Vfs::DestroyInode(Transaction* txn, Inode* inode) {
+  if (inode->destroyed) return Status::Ok();
+  inode->destroyed = true;
   uint64_t ino = inode->rec.ino;
   if (S_ISREG(inode->rec.mode)) {
     NSF_RETURN_IF_ERROR(LoadExtents(inode));
@@ -313,8 +309,8 @@ Status Vfs::DestroyInode(Transaction* txn, Inode* inode) {
   if (S_ISLNK(inode->rec.mode)) txn->batch.Delete(keys::SymlinkTarget(ino));
   txn->batch.Delete(keys::Orphan(ino));
   txn->batch.Delete(keys::Inode(ino));
+  ++txn->deleted_inodes;
   inode->dirty.clear();
-  if (inode_count_ > 0) --inode_count_;
   return Status::Ok();
 }
 
@@ -402,7 +398,6 @@ Result<Entry> Vfs::MakeNode(uint64_t parent, std::string_view name, mode_t mode,
     inodes_.erase(raw->rec.ino);
     return st;
   }
-  ++inode_count_;
   return EntryOf(raw);
 }
 
@@ -994,7 +989,7 @@ Result<struct statvfs> Vfs::Statfs() {
   s.f_bfree = volume_->free_blocks();
   s.f_bavail = s.f_bfree;
   s.f_files = 1ull << 32;
-  s.f_ffree = s.f_files - std::min<uint64_t>(s.f_files, inode_count_);
+  s.f_ffree = s.f_files - std::min<uint64_t>(s.f_files, volume_->inode_count());
   s.f_favail = s.f_ffree;
   s.f_namemax = kMaxNameLen;
   return s;

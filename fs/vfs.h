@@ -151,6 +151,9 @@ class Vfs {
     bool attr_dirty = false;
     // A change fsync must make durable (an unflagged write's mtime/size).
     bool attr_needs_sync = false;
+    // Its records are deleted (in a committed or committing transaction):
+    // destroying it again must not count it twice.
+    bool destroyed = false;
     uint64_t last_seq = 0;  // last transaction that touched this inode
     // Unflagged data written but not persisted: byte start -> end.
     std::map<uint64_t, uint64_t> dirty;
@@ -215,7 +218,7 @@ class Vfs {
   std::mutex mu_;
   std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
   bool shut_down_ = false;
-  uint64_t inode_count_ = 0;  // inodes in the store, for statfs (counted at Init)
+
 };
 
 }  // namespace nosyncfs

@@ -150,6 +150,12 @@ Result<CheckReport> CheckVolume(Volume& volume) {
   for (uint64_t ino : orphans) {
     if (!inodes.count(ino)) problem("orphan record for missing " + Ino(ino));
   }
+  NSF_ASSIGN_OR_RETURN(auto count_value, store.Get(keys::kInodeCount));
+  auto count = count_value ? DecodeU64(*count_value) : Result<uint64_t>(uint64_t{0});
+  if (!count.ok() || *count != inodes.size()) {
+    problem("inode count " + (count.ok() ? std::to_string(*count) : "unreadable") + ", found " +
+            std::to_string(inodes.size()) + " inodes");
+  }
   if (report.mapped_blocks + volume.free_blocks() != volume.total_blocks()) {
     problem("block accounting: " + std::to_string(report.mapped_blocks) + " mapped + " +
             std::to_string(volume.free_blocks()) + " free != " +

@@ -8,7 +8,7 @@
 // or an orphan (unlinked while open); extents only on regular files,
 // well-formed, inside the data area, never sharing a block (the latter two
 // already refused by Volume::Open); symlinks have targets; the inode
-// counter is past every inode.
+// counter is past every inode; the kept inode count is exact.
 #pragma once
 
 #include <string>

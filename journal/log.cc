@@ -124,11 +124,22 @@ Result<uint64_t> Log::Append(std::string_view payload) {
   return seq;
 }
 
+Log::Pending Log::pending() const {
+  return Pending{offset_ + persisted_, tail_ - persisted_, tail_, next_seq_ - 1};
+}
+
+void Log::MarkPersisted(const Pending& p) {
+  // A Reset() in between started a new epoch; its records are not ours.
+  if (p.last_seq <= durable_seq_ || p.tail < persisted_) return;
+  persisted_ = p.tail;
+  durable_seq_ = p.last_seq;
+}
+
 Status Log::Sync() {
-  if (persisted_ == tail_) return Status::Ok();
-  NSF_RETURN_IF_ERROR(device_->Persist(offset_ + persisted_, tail_ - persisted_));
-  persisted_ = tail_;
-  durable_seq_ = next_seq_ - 1;
+  Pending p = pending();
+  if (p.len == 0) return Status::Ok();
+  NSF_RETURN_IF_ERROR(device_->Persist(p.offset, p.len));
+  MarkPersisted(p);
   return Status::Ok();
 }
 

@@ -1,9 +1,10 @@
 // Log: the write-ahead log of metadata transactions, in a region of the
 // device. Format in journal/FORMAT.md.
 //
-// Records are appended with plain stores (volatile); Sync() persists every
-// record appended so far with one persist call, which is what makes a
-// transaction durable. A record carries its sequence number and a CRC, so
+// Records are appended with plain stores (volatile); persisting the range
+// Pending() names makes every record appended so far durable with one
+// persist call (Sync() does both; the Volume does them apart so that the
+// persist runs without its lock, for group commit). A record carries its sequence number and a CRC, so
 // recovery keeps exactly the valid prefix: a torn or unpersisted record ends
 // the scan, and so does any stale record of an earlier epoch (its sequence
 // number cannot match).
@@ -12,7 +13,9 @@
 // one of the two header slots, so a crash during the reset leaves the old
 // header valid.
 //
-// Thread-safety: none; the Volume serializes calls.
+// Thread-safety: none; the Volume serializes calls. The device range that
+// Pending() names is never written by Append() until MarkPersisted() or
+// Reset(), so it may be persisted while other records are appended.
 #pragma once
 
 #include <cstdint>
@@ -48,7 +51,18 @@ class Log {
   // Whether a payload of `len` bytes could ever fit in an empty log.
   bool Fits(size_t len) const;
 
-  // Persists every appended record.
+  // The records appended but not yet persisted: the device range that holds
+  // them and the last sequence number among them.
+  struct Pending {
+    uint64_t offset = 0;  // device offset
+    uint64_t len = 0;     // 0: nothing to persist
+    uint64_t tail = 0;    // log-relative end, for MarkPersisted
+    uint64_t last_seq = 0;
+  };
+  Pending pending() const;
+  // Records that the range of `p` has been persisted.
+  void MarkPersisted(const Pending& p);
+  // Persists every appended record (pending() + persist + MarkPersisted).
   Status Sync();
 
   // Starts a new, empty epoch whose first record will be `start_seq`.

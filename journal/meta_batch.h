@@ -30,6 +30,11 @@ class MetaBatch {
 
   const std::vector<Op>& ops() const { return ops_; }
   bool empty() const { return ops_.empty(); }
+  size_t size() const { return ops_.size(); }
+  // Drops the operations past the first `n` (to undo appended ones).
+  void Truncate(size_t n) {
+    if (n < ops_.size()) ops_.resize(n);
+  }
   void clear() { ops_.clear(); }
 
   std::string Encode() const;

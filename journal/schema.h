@@ -56,6 +56,7 @@ namespace keys {
 inline constexpr char kApplied[] = "a";   // last transaction applied to the store
 inline constexpr char kUuid[] = "m/uuid";
 inline constexpr char kNextIno[] = "m/next_ino";
+inline constexpr char kInodeCount[] = "m/inodes";  // inodes in the store (statfs)
 
 std::string Inode(uint64_t ino);
 inline constexpr char kInodePrefix[] = "i";

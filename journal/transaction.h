@@ -15,6 +15,11 @@ struct Transaction {
   MetaBatch batch;
   // Device blocks this transaction unmaps; reusable once it is durable.
   std::vector<BlockRun> freed;
+  // Inodes it creates (Volume::NextInodeNumber counts them) and deletes:
+  // the Volume records the inode counter and the inode count (statfs) in
+  // the same batch, so both stay exact across crashes.
+  uint32_t created_inodes = 0;
+  uint32_t deleted_inodes = 0;
 
   void PutInode(const InodeRecord& r) { batch.Put(keys::Inode(r.ino), r.Encode()); }
 
@@ -31,7 +36,9 @@ struct Transaction {
 
   void Free(const std::vector<BlockRun>& runs) { freed.insert(freed.end(), runs.begin(), runs.end()); }
 
-  bool empty() const { return batch.empty() && freed.empty(); }
+  bool empty() const {
+    return batch.empty() && freed.empty() && created_inodes == 0 && deleted_inodes == 0;
+  }
 };
 
 }  // namespace nosyncfs

@@ -84,6 +84,7 @@ Result<Superblock> Volume::Format(const std::string& device_path, const FormatOp
   MetaBatch init;
   init.Put(keys::kUuid, std::string(reinterpret_cast<const char*>(sb.uuid.data()), 16));
   init.Put(keys::kNextIno, EncodeU64(kRootIno + 1));
+  init.Put(keys::kInodeCount, EncodeU64(1));  // the root
   init.Put(keys::kApplied, EncodeU64(0));
   InodeRecord root;
   root.ino = kRootIno;
@@ -124,6 +125,7 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
     return device.status();
   }
   v->device_ = std::move(device).value();
+  if (options.wrap_device) v->device_ = options.wrap_device(std::move(v->device_));
   if (v->device_->size() < Superblock::kSize) {
     return Status::Error(EINVAL, device_path + ": not a nosyncfs device (too small to hold one)");
   }
@@ -147,9 +149,35 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
   NSF_RETURN_IF_ERROR(v->RebuildAllocator());
   NSF_ASSIGN_OR_RETURN(auto next_ino, v->store_->Get(keys::kNextIno));
   if (!next_ino) return Status::Error(EUCLEAN, "metadata store has no inode counter");
-  NSF_ASSIGN_OR_RETURN(v->next_ino_, DecodeU64(*next_ino));
+  NSF_ASSIGN_OR_RETURN(uint64_t next, DecodeU64(*next_ino));
+  v->next_ino_.store(next);
+  NSF_RETURN_IF_ERROR(v->LoadInodeCount());
+  v->durable_seq_.store(v->log_->durable_seq());
   v->open_complete_ = true;
   return v;
+}
+
+Status Volume::LoadInodeCount() {
+  NSF_ASSIGN_OR_RETURN(auto value, store_->Get(keys::kInodeCount));
+  if (value) {
+    NSF_ASSIGN_OR_RETURN(uint64_t count, DecodeU64(*value));
+    inode_count_.store(count);
+    return Status::Ok();
+  }
+  // A store made before the count was kept: count once, and keep it from
+  // now on (made durable by the flush, like a checkpoint).
+  uint64_t count = 0;
+  NSF_RETURN_IF_ERROR(store_->Scan(keys::kInodePrefix, "", [&](std::string_view, std::string_view) {
+    ++count;
+    return true;
+  }));
+  MetaBatch b;
+  b.Put(keys::kInodeCount, EncodeU64(count));
+  NSF_RETURN_IF_ERROR(store_->Apply(b));
+  NSF_RETURN_IF_ERROR(store_->Flush());
+  inode_count_.store(count);
+  spdlog::info("counted {} inodes (kept from now on)", count);
+  return Status::Ok();
 }
 
 Status Volume::Recover() {
@@ -210,57 +238,139 @@ Volume::~Volume() {
   }
 }
 
+uint64_t Volume::free_blocks() const {
+  std::lock_guard lock(mu_);
+  return allocator_->free_blocks() + allocator_->pending_blocks();
+}
+
+uint64_t Volume::committed_seq() const {
+  std::lock_guard lock(mu_);
+  return log_->next_seq() - 1;
+}
+
 Result<std::vector<BlockRun>> Volume::Allocate(uint64_t count, uint64_t goal) {
-  auto runs = allocator_->Allocate(count, goal);
-  if (runs.ok() || allocator_->pending_blocks() == 0) return runs;
+  {
+    std::lock_guard lock(mu_);
+    auto runs = allocator_->Allocate(count, goal);
+    if (runs.ok() || allocator_->pending_blocks() == 0) return runs;
+  }
+  // Only frees still waiting for their transaction stand in the way.
   NSF_RETURN_IF_ERROR(Sync());
+  std::lock_guard lock(mu_);
   return allocator_->Allocate(count, goal);
 }
 
 void Volume::Unallocate(const std::vector<BlockRun>& runs) {
+  std::lock_guard lock(mu_);
   for (const BlockRun& r : runs) allocator_->Unallocate(r);
 }
 
+void Volume::SealBatch(Transaction* txn, uint64_t seq) {
+  if (txn->created_inodes > 0) {
+    txn->batch.Put(keys::kNextIno, EncodeU64(next_ino_.load()));
+  }
+  if (txn->created_inodes != txn->deleted_inodes) {
+    uint64_t count = inode_count_.load() + txn->created_inodes - txn->deleted_inodes;
+    txn->batch.Put(keys::kInodeCount, EncodeU64(count));
+  }
+  txn->batch.Put(keys::kApplied, EncodeU64(seq));
+}
+
 Result<uint64_t> Volume::Commit(Transaction&& txn, bool durable) {
-  uint64_t seq = log_->next_seq();
-  txn.batch.Put(keys::kApplied, EncodeU64(seq));
-  std::string payload = txn.batch.Encode();
-  if (!log_->Fits(payload.size())) {
-    return Status::Error(EFBIG, "transaction too large for the log");
-  }
-  auto appended = log_->Append(payload);
-  if (!appended.ok()) {
+  const size_t own_ops = txn.batch.size();
+  uint64_t seq = 0;
+  for (;;) {
+    std::unique_lock lock(mu_);
+    seq = log_->next_seq();
+    SealBatch(&txn, seq);
+    std::string payload = txn.batch.Encode();
+    if (!log_->Fits(payload.size())) {
+      return Status::Error(EFBIG, "transaction too large for the log");
+    }
+    if (log_->Append(payload).ok()) {
+      CrashPoint("volume.commit.appended");
+      NSF_RETURN_IF_ERROR(store_->Apply(txn.batch));
+      CrashPoint("volume.commit.applied");
+      inode_count_.fetch_add(txn.created_inodes);
+      inode_count_.fetch_sub(txn.deleted_inodes);
+      for (const BlockRun& r : txn.freed) allocator_->FreeAfter(seq, r);
+      break;
+    }
+    // The log is full: checkpoint (which needs the sync side first, so
+    // not under mu_), then seal again with the new sequence number.
+    txn.batch.Truncate(own_ops);
+    lock.unlock();
     NSF_RETURN_IF_ERROR(Checkpoint());
-    appended = log_->Append(payload);
-    NSF_RETURN_IF_ERROR(appended.status());
   }
-  CrashPoint("volume.commit.appended");
-  NSF_RETURN_IF_ERROR(store_->Apply(txn.batch));
-  CrashPoint("volume.commit.applied");
-  for (const BlockRun& r : txn.freed) allocator_->FreeAfter(seq, r);
-  if (durable) NSF_RETURN_IF_ERROR(Sync());
+  if (durable) NSF_RETURN_IF_ERROR(WaitDurable(seq));
   return seq;
 }
 
-Status Volume::Sync() {
-  NSF_RETURN_IF_ERROR(log_->Sync());
-  allocator_->ReleaseUpTo(log_->durable_seq());
+Status Volume::WaitDurable(uint64_t seq) {
+  std::unique_lock sync_lock(sync_mu_);
+  while (durable_seq() < seq) {
+    if (sync_running_) {
+      // Another thread persists the log; its persist may cover us.
+      sync_cv_.wait(sync_lock);
+      continue;
+    }
+    sync_running_ = true;
+    Log::Pending pending;
+    {
+      std::lock_guard lock(mu_);
+      pending = log_->pending();
+    }
+    sync_lock.unlock();
+    // The group commit: one persist for every record appended so far.
+    Status st = Status::Ok();
+    if (pending.len > 0) {
+      st = device_->Persist(pending.offset, pending.len);
+      log_persists_.fetch_add(1, std::memory_order_relaxed);
+    }
+    sync_lock.lock();
+    if (st.ok()) {
+      std::lock_guard lock(mu_);
+      if (pending.len > 0) log_->MarkPersisted(pending);
+      allocator_->ReleaseUpTo(log_->durable_seq());
+      durable_seq_.store(log_->durable_seq(), std::memory_order_release);
+    }
+    sync_running_ = false;
+    sync_cv_.notify_all();
+    NSF_RETURN_IF_ERROR(st);
+    if (pending.len == 0 && durable_seq() < seq) {
+      return Status::Error(EINVAL, "wait for transaction " + std::to_string(seq) +
+                                       ", which was never committed");
+    }
+  }
   return Status::Ok();
 }
 
+Status Volume::Sync() { return WaitDurable(committed_seq()); }
+
 Status Volume::Checkpoint() {
-  NSF_RETURN_IF_ERROR(store_->Flush());
-  CrashPoint("volume.checkpoint.flushed");
-  uint64_t last = log_->next_seq() - 1;
-  NSF_RETURN_IF_ERROR(log_->Reset(log_->next_seq()));
-  allocator_->ReleaseUpTo(last);
-  return Status::Ok();
+  std::unique_lock sync_lock(sync_mu_);
+  sync_cv_.wait(sync_lock, [&] { return !sync_running_; });
+  sync_running_ = true;  // no log persist while the log is reset
+  sync_lock.unlock();
+  Status st = [&] {
+    std::lock_guard lock(mu_);
+    NSF_RETURN_IF_ERROR(store_->Flush());
+    CrashPoint("volume.checkpoint.flushed");
+    uint64_t last = log_->next_seq() - 1;
+    NSF_RETURN_IF_ERROR(log_->Reset(log_->next_seq()));
+    allocator_->ReleaseUpTo(last);
+    durable_seq_.store(last, std::memory_order_release);
+    return Status::Ok();
+  }();
+  sync_lock.lock();
+  sync_running_ = false;
+  sync_cv_.notify_all();
+  return st;
 }
 
 uint64_t Volume::NextInodeNumber(Transaction* txn) {
-  uint64_t ino = next_ino_++;
-  txn->batch.Put(keys::kNextIno, EncodeU64(next_ino_));
-  return ino;
+  ++txn->created_inodes;
+  return next_ino_.fetch_add(1);
 }
 
 }  // namespace nosyncfs

@@ -4,14 +4,26 @@
 // Crash story (journal/FORMAT.md has the details): each Commit appends the
 // transaction's batch to the device log and applies it to the metadata
 // store, whose own WAL is off. A commit is durable once the log range
-// holding it is persisted (Sync, or Commit with durable = true). Checkpoint
-// flushes the store and starts a new log epoch. Open replays the records the
-// store has not applied, then checkpoints, so replay is idempotent.
+// holding it is persisted (WaitDurable, Sync, or Commit with durable =
+// true). Checkpoint flushes the store and starts a new log epoch. Open
+// replays the records the store has not applied, then checkpoints, so
+// replay is idempotent.
 //
-// Thread-safety: none; the file system core serializes all calls.
+// Thread-safety: after Open, every method may be called from any thread.
+// Commits are appended and applied in one order (the log's), under mu_;
+// making them durable is a group commit: one thread persists the log range
+// of every commit so far, outside mu_, while the others wait for it or keep
+// appending.
+//
+// Lock order: sync_mu_ before mu_. Neither is held across a call out of
+// the journal layer, and mu_ is never held across a log persist.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "base/status.h"
@@ -37,6 +49,9 @@ struct VolumeOptions {
   bool strict_emulation = false;
   // Overrides the metadata directory named in the superblock.
   std::string meta_dir;
+  // For tests: wraps the opened device (extent/device_wrapper.h), e.g. to
+  // slow or fail its persists.
+  std::function<std::unique_ptr<Device>(std::unique_ptr<Device>)> wrap_device;
 };
 
 class Volume {
@@ -59,11 +74,16 @@ class Volume {
   ~Volume();
 
   Device& device() { return *device_; }
+  const Device& device() const { return *device_; }
   const Superblock& superblock() const { return sb_; }
   MetaStore& store() { return *store_; }
   uint32_t block_size() const { return sb_.block_size; }
-  uint64_t free_blocks() const { return allocator_->free_blocks() + allocator_->pending_blocks(); }
-  uint64_t total_blocks() const { return allocator_->total_blocks(); }
+  // Free blocks as statfs counts them: allocatable now, or once the
+  // transaction that freed them is durable.
+  uint64_t free_blocks() const;
+  uint64_t total_blocks() const { return sb_.data_blocks; }
+  // Inodes in the store (kept with each commit, never counted by a scan).
+  uint64_t inode_count() const { return inode_count_.load(std::memory_order_relaxed); }
   const std::string& meta_dir() const { return meta_dir_; }
 
   // Allocates `count` data blocks near `goal`; if only pending frees stand in
@@ -73,22 +93,35 @@ class Volume {
   void Unallocate(const std::vector<BlockRun>& runs);
 
   // Appends the transaction to the log and applies it; with `durable`, also
-  // persists the log before returning. Returns the sequence number.
+  // waits until it is durable. Returns the sequence number. A full log is
+  // checkpointed first. EFBIG when the transaction can never fit the log.
   Result<uint64_t> Commit(Transaction&& txn, bool durable);
+  // Returns once transaction `seq` (and every earlier one) is durable:
+  // persists the log unless another thread's persist already covers it.
+  Status WaitDurable(uint64_t seq);
   // Makes every committed transaction durable.
   Status Sync();
   // Highest durable sequence number.
-  uint64_t durable_seq() const { return log_->durable_seq(); }
+  uint64_t durable_seq() const { return durable_seq_.load(std::memory_order_acquire); }
+  // Highest committed sequence number.
+  uint64_t committed_seq() const;
   // Flushes the store and empties the log.
   Status Checkpoint();
 
-  // Hands out a new inode number, recording the counter in `txn`.
+  // Hands out a new inode number for an inode that `txn` creates; the
+  // commit of `txn` records the counter and the inode count.
   uint64_t NextInodeNumber(Transaction* txn);
+
+  // Log persists so far, for tests of group commit.
+  uint64_t log_persists() const { return log_persists_.load(std::memory_order_relaxed); }
 
  private:
   Volume() = default;
   Status Recover();
   Status RebuildAllocator();
+  Status LoadInodeCount();
+  // Adds the sequence number and the counters to the batch (under mu_).
+  void SealBatch(Transaction* txn, uint64_t seq);
 
   std::unique_ptr<Device> device_;
   Superblock sb_;
@@ -96,7 +129,20 @@ class Volume {
   std::unique_ptr<MetaStore> store_;
   std::unique_ptr<Log> log_;
   std::unique_ptr<Allocator> allocator_;
-  uint64_t next_ino_ = kRootIno + 1;
+
+  // Guards log_, allocator_, the store's apply order and inode_count_'s
+  // updates. Held for appends and applies only, never for a persist.
+  mutable std::mutex mu_;
+  // Guards sync_running_: one thread at a time persists the log (or
+  // checkpoints); the others wait on sync_cv_.
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  bool sync_running_ = false;
+
+  std::atomic<uint64_t> next_ino_{kRootIno + 1};
+  std::atomic<uint64_t> inode_count_{0};
+  std::atomic<uint64_t> durable_seq_{0};
+  std::atomic<uint64_t> log_persists_{0};
   // Set once Open has fully succeeded: only then may the destructor
   // checkpoint. A half-open volume (failed recovery) must leave the store
   // and log exactly as they were, so every later open fails the same way.

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "journal/checker.h"
+#include "journal/schema.h"
 #include "tests/harness/volume_fixture.h"
 
 namespace nosyncfs::test {
@@ -88,6 +89,10 @@ TEST_CASE("checker: each broken invariant is reported", "[journal][fsck]") {
   SECTION("leaked extent") {
     bad.Put(keys::Extent(77, 0), EncodeExtentValue({0, 1, 500, 0}));
     expect = "leaked blocks";
+  }
+  SECTION("inode count that does not add up") {
+    bad.Put(keys::kInodeCount, EncodeU64(3));
+    expect = "inode count 3, found 2";
   }
   REQUIRE(v->store().Apply(bad).ok());
   auto problems = Problems(*v);

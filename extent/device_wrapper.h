@@ -1,0 +1,28 @@
+// DeviceWrapper: a Device that forwards to another one, so that a test can
+// change one behaviour (slow persists, failing persists, counting) and keep
+// the rest, as RocksDB's FileSystemWrapper does for files. Stores go to the
+// inner device's mapping directly; only Persist() passes through here.
+#pragma once
+
+#include <memory>
+
+#include "extent/device.h"
+
+namespace nosyncfs {
+
+class DeviceWrapper : public Device {
+ public:
+  explicit DeviceWrapper(std::unique_ptr<Device> inner)
+      : Device(inner->data(), inner->size()), inner_(std::move(inner)) {}
+
+  PersistGranularity granularity() const override { return inner_->granularity(); }
+
+ protected:
+  Status DoPersist(uint64_t off, size_t len) override { return inner_->Persist(off, len); }
+  Device& inner() { return *inner_; }
+
+ private:
+  std::unique_ptr<Device> inner_;
+};
+
+}  // namespace nosyncfs
