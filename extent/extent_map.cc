@@ -9,11 +9,11 @@ void ExtentMap::Load(const Extent& e) { map_[e.lblk] = e; }
 
 void ExtentMap::Put(const Extent& e) {
   map_[e.lblk] = e;
-  touched_.insert(e.lblk);
+  Touch(e.lblk);
 }
 
 void ExtentMap::Erase(std::map<uint64_t, Extent>::iterator it) {
-  touched_.insert(it->first);
+  Touch(it->first);
   map_.erase(it);
 }
 
@@ -60,7 +60,7 @@ void ExtentMap::MergeAround(uint64_t key) {
     const Extent& n = next->second;
     if (e.lend() == n.lblk && e.pblk + e.len == n.pblk && e.flags == n.flags) {
       e.len += n.len;
-      touched_.insert(e.lblk);
+      Touch(e.lblk);
       Erase(next);
     }
   }
@@ -71,7 +71,7 @@ void ExtentMap::MergeAround(uint64_t key) {
     const Extent& e = it->second;
     if (p.lend() == e.lblk && p.pblk + p.len == e.pblk && p.flags == e.flags) {
       p.len += e.len;
-      touched_.insert(p.lblk);
+      Touch(p.lblk);
       Erase(it);
     }
   }
@@ -109,7 +109,7 @@ void ExtentMap::SetFlags(uint64_t lblk, uint64_t len, uint32_t mask, uint32_t va
     uint32_t flags = (it->second.flags & ~mask) | (value & mask);
     if (flags != it->second.flags) {
       it->second.flags = flags;
-      touched_.insert(it->first);
+      Touch(it->first);
     }
     keys.push_back(it->first);
   }
@@ -150,6 +150,8 @@ uint64_t ExtentMap::mapped_blocks() const {
 
 std::vector<std::pair<uint64_t, std::optional<Extent>>> ExtentMap::TakeChanges() {
   std::vector<std::pair<uint64_t, std::optional<Extent>>> out;
+  std::sort(touched_.begin(), touched_.end());
+  touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
   for (uint64_t key : touched_) {
     auto it = map_.find(key);
     if (it == map_.end()) {
@@ -159,6 +161,7 @@ std::vector<std::pair<uint64_t, std::optional<Extent>>> ExtentMap::TakeChanges()
     }
   }
   touched_.clear();
+  touched_.shrink_to_fit();
   return out;
 }
 

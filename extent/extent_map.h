@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <set>
 #include <utility>
 #include <vector>
 
@@ -89,8 +88,12 @@ class ExtentMap {
   void Put(const Extent& e);
   void Erase(std::map<uint64_t, Extent>::iterator it);
 
+  void Touch(uint64_t key) { touched_.push_back(key); }
+
   std::map<uint64_t, Extent> map_;
-  std::set<uint64_t> touched_;
+  // Keys changed since TakeChanges(), with repeats (a vector, not a set:
+  // an inode caches one map, and most are never changed).
+  std::vector<uint64_t> touched_;
 };
 
 }  // namespace nosyncfs

@@ -12,9 +12,28 @@
 // mapping never exposes a block's old contents. Writes into NF extents are
 // persisted before the call returns.
 //
-// Thread-safety: every public method takes mu_, one lock for the whole
-// file system; the read and write paths copy data under it. There is no
-// other lock, so there is no lock order to keep.
+// Thread-safety: every public method may be called from any thread.
+//
+// Lock order (acquire top to bottom; release in any order):
+//   1. rename_mu_       cross-directory renames only: keeps the tree still for
+//                       the "not into its own subtree" check, as the
+//                       kernel's s_vfs_rename_mutex does
+//   2. Inode::mu        of directories, by ascending inode number, then
+//                       of other inodes, by ascending inode number
+//                       (LockSet takes several at once in this order; an
+//                       operation that learns of an inode only under a lock
+//                       either can lock it without breaking the order, or
+//                       drops its locks, takes them all in order and checks
+//                       again what it looked up)
+//   3. Inode::lazy_mu   a reader's atime update
+//   4. dirty_mu_        the list of inodes with something to persist
+//   5. InodeTable's shard mutexes
+//   6. Volume's locks   (journal/volume.h)
+// No lock of the whole file system is ever held across a data copy, a
+// persist or a reply: the only lock held across a reply is one inode's mu,
+// shared, while Read's reply copies from that inode's blocks, so that no
+// truncate or punch can free (and so let another file reuse) a block that
+// the kernel is still copying from.
 #pragma once
 
 #include <sys/stat.h>
@@ -22,15 +41,18 @@
 #include <sys/uio.h>
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <vector>
+
+#include <boost/intrusive/list.hpp>
 
 #include "base/status.h"
 #include "extent/extent_map.h"
+#include "fs/inode.h"
+#include "fs/inode_table.h"
 #include "journal/schema.h"
 #include "journal/volume.h"
 
@@ -57,6 +79,10 @@ struct SetattrRequest {
   bool set_mode = false, set_uid = false, set_gid = false, set_size = false;
   bool set_atime = false, set_mtime = false, atime_now = false, mtime_now = false;
   bool set_ctime = false;
+  // The kernel asks the file system to clear set-user-ID and set-group-ID
+  // (FATTR_KILL_SUIDGID: a chown, or a truncate by a caller without
+  // CAP_FSETID).
+  bool kill_suidgid = false;
   mode_t mode = 0;
   uid_t uid = 0;
   gid_t gid = 0;
@@ -72,9 +98,11 @@ class Vfs {
   Vfs(std::unique_ptr<Volume> volume, VfsOptions options);
   ~Vfs();
 
-  // Finishes what a crash left: frees unlinked-while-open (orphan) inodes.
+  // Caches the root and finishes what a crash left: frees unlinked-while-
+  // open (orphan) inodes. Call once, before anything else.
   Status Init();
   // Persists all pending data and metadata and checkpoints. Idempotent.
+  // Call when no other method runs any more.
   Status Shutdown();
 
   Result<Entry> Lookup(uint64_t parent, std::string_view name);
@@ -98,18 +126,24 @@ class Vfs {
 
   // Open/Create count open handles; an unlinked file lives until the last
   // Release. With `truncate` (O_TRUNC) an existing regular file is emptied
-  // and its mtime/ctime set, as open(2) specifies.
-  Status Open(uint64_t ino, bool truncate = false);
+  // and its mtime/ctime set, as open(2) specifies; with `kill_suidgid`
+  // (FUSE_OPEN_KILL_SUIDGID) that truncate also clears set-ID bits.
+  Status Open(uint64_t ino, bool truncate = false, bool kill_suidgid = false);
   Result<Entry> Create(uint64_t parent, std::string_view name, mode_t mode, bool exclusive,
-                       bool truncate, const Caller& caller);
+                       bool truncate, const Caller& caller, bool kill_suidgid = false);
   void Release(uint64_t ino);
   Status Opendir(uint64_t ino);
 
   // Calls sink with iovecs that point into the device mapping (and a zero
-  // buffer for holes), under the lock: sink must copy before returning.
+  // buffer for holes), under the inode's shared lock: sink must copy (or
+  // reply) before returning.
   using ReadSink = std::function<void(const struct iovec* iov, int count)>;
   Status Read(uint64_t ino, uint64_t off, size_t size, const ReadSink& sink);
-  Result<size_t> Write(uint64_t ino, uint64_t off, const char* data, size_t size);
+  // With `kill_suidgid` (FUSE_WRITE_KILL_SUIDGID: the writer lacks
+  // CAP_FSETID) a successful write clears set-user-ID, and set-group-ID
+  // where group execute is set, as write(2) does on ext4.
+  Result<size_t> Write(uint64_t ino, uint64_t off, const char* data, size_t size,
+                       bool kill_suidgid = false);
   Status Fsync(uint64_t ino, bool datasync);
   Status Fsyncdir(uint64_t ino);
 
@@ -129,66 +163,163 @@ class Vfs {
   Result<std::string> Listxattr(uint64_t ino);
   Status Removexattr(uint64_t ino, std::string_view name);
 
-  Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len);
+  // `kill_suidgid`: the caller lacks CAP_FSETID, so a change clears the
+  // file's set-ID bits (as file_modified() does on ext4).
+  Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len,
+                   bool kill_suidgid = false);
   Result<uint64_t> Lseek(uint64_t ino, uint64_t off, int whence);
   Result<size_t> CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
-                               uint64_t off_out, size_t len, unsigned flags);
+                               uint64_t off_out, size_t len, unsigned flags,
+                               bool kill_suidgid = false);
+
+  // Called (with the inode number) whenever the Vfs changes attributes the
+  // kernel has cached without being told: set-ID bits cleared by a write,
+  // an O_TRUNC open, fallocate or copy_file_range. The FUSE glue asks the
+  // kernel to drop its cached attributes, so that no stale set-user-ID bit
+  // survives into a permission check or an exec. Set before serving.
+  void set_attr_invalidator(std::function<void(uint64_t ino)> fn) {
+    attr_invalidator_ = std::move(fn);
+  }
 
   uint32_t block_size() const { return bs_; }
   // The volume underneath, for tools and tests (e.g. Device::persist_calls).
-  // Callers must not use it concurrently with Vfs methods.
   Volume& volume() { return *volume_; }
 
+  // Inodes cached now (for tests and statistics).
+  size_t cached_inodes() const { return table_.size(); }
+
  private:
-  struct Inode {
-    InodeRecord rec;
-    uint64_t nlookup = 0;
-    uint32_t open_count = 0;
-    bool extents_loaded = false;
-    ExtentMap extents;
-    // rec differs from the store. Timestamps of NF writes stay here until
-    // the next commit (SEMANTICS.md section 1).
-    bool attr_dirty = false;
-    // A change fsync must make durable (an unflagged write's mtime/size).
-    bool attr_needs_sync = false;
-    // Its records are deleted (in a committed or committing transaction):
-    // destroying it again must not count it twice.
-    bool destroyed = false;
-    uint64_t last_seq = 0;  // last transaction that touched this inode
-    // Unflagged data written but not persisted: byte start -> end.
-    std::map<uint64_t, uint64_t> dirty;
+  // A pin on a cached inode (see InodeTable): while one is held, the Inode
+  // stays in memory. Dropping the last pin of an idle inode retires it
+  // (persists, frees or evicts it), so hold pins only where a retire may
+  // run: never under an inode lock of the same inode.
+  class InodeRef {
+   public:
+    InodeRef() = default;
+    InodeRef(Vfs* vfs, Inode* inode) : vfs_(vfs), inode_(inode) {}
+    InodeRef(InodeRef&& o) noexcept : vfs_(o.vfs_), inode_(o.inode_) { o.inode_ = nullptr; }
+    InodeRef& operator=(InodeRef&& o) noexcept;
+    InodeRef(const InodeRef&) = delete;
+    InodeRef& operator=(const InodeRef&) = delete;
+    ~InodeRef() { reset(); }
+    void reset();
+    Inode* get() const { return inode_; }
+    Inode* operator->() const { return inode_; }
+    Inode& operator*() const { return *inode_; }
+    explicit operator bool() const { return inode_ != nullptr; }
+
+   private:
+    Vfs* vfs_ = nullptr;
+    Inode* inode_ = nullptr;
   };
 
-  Result<Inode*> Get(uint64_t ino);
-  Result<Inode*> GetDir(uint64_t ino);
-  Status LoadExtents(Inode* inode);
-  Result<std::optional<DirentRecord>> FindDirent(uint64_t dir, std::string_view name);
-  struct stat StatOf(Inode* inode);
-  Entry EntryOf(Inode* inode);
+  // Exclusive locks on several inodes, taken in the lock order.
+  class LockSet {
+   public:
+    void Add(Inode* inode);
+    void Lock();
+    void Unlock();
+    ~LockSet() { Unlock(); }
 
-  // Adds every inode's current record to txn, commits, and notes the seq.
+   private:
+    std::vector<Inode*> inodes_;
+    bool locked_ = false;
+  };
+
+  // ---- inode cache (vfs.cc) ----
+  // Pinned; loaded from the store when not cached. ENOENT if there is no
+  // such inode. Callers hold a lock that keeps the inode's name (or the
+  // kernel's reference) alive, so a loaded record cannot be stale.
+  Result<InodeRef> Get(uint64_t ino);
+  // The cached inode, pinned, or an empty ref.
+  InodeRef Find(uint64_t ino);
+  // Waits until the placeholder is loaded; false if loading failed.
+  static bool WaitLoaded(Inode* inode);
+  // Reads the record (and extents) into a placeholder nobody else uses yet.
+  Status LoadInto(Inode* inode);
+  void Unpin(Inode* inode);
+  // Called with the last pin of an idle inode: frees an unlinked one, or
+  // persists and evicts it.
+  void Retire(Inode* inode);
+  // ENOENT for an inode whose records are deleted (a lookup raced an unlink).
+  static Status CheckAlive(const Inode& inode);
+
+  struct stat StatOf(Inode* inode);
+  // Records rec of every inode (locked exclusively) in txn, commits, and
+  // notes the sequence number in each.
   Status Commit(Transaction&& txn, std::initializer_list<Inode*> touched, bool durable);
+  // The inode has something to persist or commit later.
+  void MarkDirty(Inode* inode);
+  // The inode has nothing to persist or commit any more (mu exclusive).
+  void MarkCleanIfClean(Inode* inode);
+  Status PersistDirtyData(Inode* inode);
+  Status FlushLazyAttrs(Inode* inode);
+  // Persists every dirty inode's data and commits its attributes, in
+  // batches; the log is left to the caller to persist.
+  Status FlushAll();
+
+  // ---- namespace (vfs_namespace.cc) ----
+  Result<std::optional<DirentRecord>> FindDirent(uint64_t dir, std::string_view name);
+  // With `open`, the new inode starts with one open handle (Create).
   Result<Entry> MakeNode(uint64_t parent, std::string_view name, mode_t mode, dev_t rdev,
-                         std::string_view symlink_target, const Caller& caller);
+                         std::string_view symlink_target, const Caller& caller, bool open);
   void AddDirent(Transaction* txn, Inode* dir, std::string_view name, const Inode& child);
   void RemoveDirent(Transaction* txn, uint64_t dir, const DirentRecord& d);
   // Drops a link from `inode`; frees it now, or marks it an orphan while
   // referenced.
   Status DropLink(Transaction* txn, Inode* inode);
   Status DestroyInode(Transaction* txn, Inode* inode);
-  void MaybeEvict(uint64_t ino);
-  Status PersistDirtyData(Inode* inode);
-  // Reading data or listing a directory: atime as relatime updates it.
+  // Under rename_mu_: whether `maybe_ancestor` is `dir` or above it.
+  bool IsAncestor(uint64_t maybe_ancestor, uint64_t dir);
+  Result<bool> IsDirEmpty(uint64_t dir);
+  // Pins and locks the directory `parent` and the inode its entry `name`
+  // names, in lock order; with the entry as seen under both locks.
+  struct LockedEntry;
+  Result<LockedEntry> LockDirAndChild(uint64_t parent, std::string_view name);
+  Status RenameLocked(Inode* src_dir, const DirentRecord& src, Inode* dst_dir,
+                      std::string_view new_name, const std::optional<DirentRecord>& dst,
+                      Inode* moved, Inode* target, unsigned flags);
+
+  // ---- data (vfs_data.cc) ----
+  // Reading data or listing a directory: atime as relatime updates it
+  // (mu shared or exclusive).
   void TouchAtime(Inode* inode);
-  Status FlushLazyAttrs(Inode* inode);
-
   Result<size_t> WriteLocked(Inode* inode, uint64_t off, const char* data, size_t size);
-  // Allocates, zero-fills and persists the holes of the block ranges
-  // (first, count), mapping them with `flags`; all-or-nothing (ENOSPC).
+  // Allocates blocks for the holes of the block ranges, mapping them with
+  // `flags`; all-or-nothing (ENOSPC). New blocks are zero-filled and
+  // persisted, except the bytes in [keep_off, keep_end), which the caller
+  // fills and persists itself before anything commits the mapping.
   using BlockRanges = std::vector<std::pair<uint64_t, uint64_t>>;
-  Status FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags);
+  Status FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags,
+                   uint64_t keep_off = 0, uint64_t keep_end = 0,
+                   BlockRanges* allocated = nullptr);
+  // O_TRUNC: truncate to 0, update mtime/ctime, commit.
+  Status OpenTruncateLocked(Inode* inode, bool kill_suidgid);
 
-  // The user.nosync interface (vfs_nosync.cc).
+  // ---- attributes and privileges (vfs_attr.cc) ----
+  Status TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* durable);
+  // Before the size grows from rec.size to cover `new_start`: zeroes the
+  // old bytes a shrinking truncate left past EOF in the last block (NF:
+  // persisted now; else dirty, so fsync persists them before the new size).
+  Status ZeroTailForGrowth(Inode* inode, uint64_t new_start);
+  // With `kill_suidgid`, clears set-user-ID, and set-group-ID if group
+  // execute is set, of a regular file (mu exclusive), as Linux does when a
+  // caller without CAP_FSETID modifies a file. Returns whether the mode
+  // changed; the caller commits it. (security.capability stays the
+  // kernel's: it removes it through REMOVEXATTR before the change.)
+  static bool KillSetId(Inode* inode, bool kill_suidgid);
+  void InvalidateKernelAttrs(uint64_t ino);
+
+  // ---- space (vfs_space.cc) ----
+  // fallocate mode 0 or KEEP_SIZE: allocates (zeroed) blocks for the holes.
+  Status AllocateLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size);
+  Status PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len);
+  Status ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size);
+  // Zeroes bytes of mapped blocks in [off, end) in place; persists NF parts
+  // (setting *touched_nf) and records the rest as dirty.
+  Status ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_nf);
+
+  // ---- the user.nosync interface (vfs_nosync.cc) ----
   static bool IsNosyncXattr(std::string_view name);
   Status SetNosyncLocked(Inode* inode, std::string_view value, int flags);
   Status ClearNosyncLocked(Inode* inode);
@@ -196,29 +327,26 @@ class Vfs {
   // Makes the NF set of `inode` exactly `target` (block ranges), durably.
   Status ApplyNosyncSet(Inode* inode, const BlockRanges& target);
   BlockRanges NosyncBlocks(const Inode& inode) const;
-  Status TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* durable);
-  // fallocate PUNCH_HOLE / ZERO_RANGE over [off, off+len) (vfs.cc).
-  Status PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len);
-  Status ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size);
-  // Zeroes bytes of mapped blocks in [off, end) in place; persists NF parts
-  // (setting *touched_nf) and records the rest as dirty.
-  Status ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_nf);
-  // Before the size grows from rec.size to cover `new_start`: zeroes the
-  // old bytes a shrinking truncate left past EOF in the last block (NF:
-  // persisted now; else dirty, so fsync persists them before the new size).
-  Status ZeroTailForGrowth(Inode* inode, uint64_t new_start);
-  // O_TRUNC: truncate to 0, update mtime/ctime, commit.
-  Status OpenTruncateLocked(Inode* inode);
-  bool IsAncestor(uint64_t maybe_ancestor, uint64_t dir);
-  Result<bool> IsDirEmpty(uint64_t dir);
 
   std::unique_ptr<Volume> volume_;
   VfsOptions options_;
   uint32_t bs_;
-  std::mutex mu_;
-  std::unordered_map<uint64_t, std::unique_ptr<Inode>> inodes_;
-  bool shut_down_ = false;
+  // Dirty data is tracked (and persisted) in units of this many bytes: the
+  // device's persistence granularity, at most a block.
+  uint64_t dirty_granule_;
+  InodeTable table_;
+  InodeRef root_;  // pinned for the Vfs's life
+  std::mutex rename_mu_;
 
+  using DirtyList = boost::intrusive::list<
+      Inode, boost::intrusive::member_hook<Inode, boost::intrusive::list_member_hook<>,
+                                           &Inode::dirty_hook>>;
+  std::mutex dirty_mu_;
+  DirtyList dirty_list_;  // dirty_mu_
+
+  std::function<void(uint64_t)> attr_invalidator_;
+  std::mutex shutdown_mu_;
+  bool shut_down_ = false;  // shutdown_mu_
 };
 
 }  // namespace nosyncfs

@@ -12,19 +12,16 @@
 #include "base/crash_point.h"
 #include "fs/nosync_ranges.h"
 #include "fs/vfs.h"
+#include "fs/vfs_internal.h"
 
 namespace nosyncfs {
+using namespace vfs_internal;
+
 namespace {
 
 constexpr char kNosync[] = "user.nosync";
 constexpr char kNosyncExtents[] = "user.nosync.extents";
 constexpr size_t kMaxXattrReply = 65536;  // the kernel's XATTR_SIZE_MAX
-
-Timespec NowTs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return {ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
-}
 
 }  // namespace
 
@@ -59,16 +56,13 @@ Status Vfs::ApplyNosyncSet(Inode* inode, const BlockRanges& target) {
   }
   Transaction txn;
   txn.PutExtentChanges(inode->rec.ino, inode->extents);
-  inode->rec.ctime = NowTs();
+  inode->rec.ctime = Now();
   // Mapping and flags are durable before setxattr returns (D1).
   return Commit(std::move(txn), {inode}, /*durable=*/true);
 }
 
 Status Vfs::SetNosyncLocked(Inode* inode, std::string_view value, int flags) {
-  if (!S_ISREG(inode->rec.mode)) {
-    return Status::Error(EINVAL, "user.nosync applies to regular files only");
-  }
-  NSF_RETURN_IF_ERROR(LoadExtents(inode));
+  if (!inode->is_reg()) return Status::Error(EINVAL, "user.nosync applies to regular files only");
   bool has_nf = !NosyncBlocks(*inode).empty();
   if ((flags & XATTR_CREATE) && has_nf) return Status::Error(EEXIST, "user.nosync is set");
   if ((flags & XATTR_REPLACE) && !has_nf) return Status::Error(ENODATA, "user.nosync is not set");
@@ -80,15 +74,13 @@ Status Vfs::SetNosyncLocked(Inode* inode, std::string_view value, int flags) {
 }
 
 Status Vfs::ClearNosyncLocked(Inode* inode) {
-  if (!S_ISREG(inode->rec.mode)) return Status::Error(ENODATA, "user.nosync is not set");
-  NSF_RETURN_IF_ERROR(LoadExtents(inode));
+  if (!inode->is_reg()) return Status::Error(ENODATA, "user.nosync is not set");
   if (NosyncBlocks(*inode).empty()) return Status::Error(ENODATA, "user.nosync is not set");
   return ApplyNosyncSet(inode, {});
 }
 
 Result<std::string> Vfs::GetNosyncLocked(Inode* inode, std::string_view name) {
-  if (!S_ISREG(inode->rec.mode)) return Status::Error(ENODATA, "no such xattr");
-  NSF_RETURN_IF_ERROR(LoadExtents(inode));
+  if (!inode->is_reg()) return Status::Error(ENODATA, "no such xattr");
   std::string text;
   if (name == kNosync) {
     std::vector<ByteRange> ranges;

@@ -1,0 +1,88 @@
+// Inode: one inode cached by the Vfs, with the lock that guards it.
+//
+// The InodeTable owns every Inode; operations hold pins (Vfs::InodeRef) so
+// that an inode cannot leave the table under them, and take `mu` to read
+// (shared) or change (exclusive) it. The lock order is written once, in
+// fs/vfs.h.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <shared_mutex>
+
+#include <boost/intrusive/list_hook.hpp>
+#include <boost/intrusive/unordered_set_hook.hpp>
+
+#include "base/spin_lock.h"
+#include "extent/extent_map.h"
+#include "fs/dirty_ranges.h"
+#include "journal/schema.h"
+
+namespace nosyncfs {
+
+struct Inode {
+  // A new inode, complete.
+  explicit Inode(const InodeRecord& r) : ino(r.ino), type(r.mode & S_IFMT), rec(r) {
+    loaded.store(true);
+  }
+  // A placeholder, filled by whoever inserted it (InodeTable::FindOrCreate)
+  // before it sets `loaded`; whoever else finds it waits for that (an
+  // atomic wait, not a lock, so no lock order is involved). One load per
+  // inode: a load can never bring back an older record than one another
+  // thread has just committed and evicted.
+  explicit Inode(uint64_t number) : ino(number) { rec.ino = number; }
+  Inode(const Inode&) = delete;
+  Inode& operator=(const Inode&) = delete;
+
+  bool is_dir() const { return type == S_IFDIR; }
+  bool is_reg() const { return type == S_IFREG; }
+
+  const uint64_t ino;
+  // S_IFMT bits. Fixed once `loaded` is set: readable without a lock from
+  // then on.
+  uint32_t type = 0;
+  // Set (release) once the fields are filled; read (acquire) before any use.
+  std::atomic<bool> loaded{false};
+  // The load failed (no such inode, a bad record); written before `loaded`.
+  bool load_failed = false;
+
+  // The InodeTable's, under its shard lock.
+  boost::intrusive::unordered_set_member_hook<> table_hook;
+  uint32_t pins = 0;
+
+  std::shared_mutex mu;
+
+  // ---- guarded by mu: shared to read, exclusive to change (but see atime) ----
+  InodeRecord rec;
+  // Regular files: the whole extent map, loaded with the inode.
+  ExtentMap extents;
+  // Unflagged data written but not yet persisted (null when clean).
+  std::unique_ptr<DirtyRanges> dirty;
+  uint64_t last_seq = 0;  // the last transaction that changed this inode
+  // Its records are deleted: lookups fail; it leaves the table with its
+  // last pin.
+  bool destroyed = false;
+  // rec differs from the store: timestamps of writes that committed
+  // nothing, kept until the next commit (SEMANTICS.md section 1).
+  bool attr_dirty = false;
+  // ... and fsync must commit it (an unflagged write's mtime or size).
+  bool attr_needs_sync = false;
+
+  // ---- changed with mu held (either mode), so atomic; read anywhere ----
+  std::atomic<uint64_t> nlookup{0};  // the kernel's references
+  std::atomic<uint32_t> open_count{0};
+
+  // Readers (mu shared) update rec.atime and atime_dirty under lazy_mu;
+  // a holder of mu in exclusive mode needs no lazy_mu.
+  SpinLock lazy_mu;
+  bool atime_dirty = false;
+
+  // The Vfs's list of inodes with something to persist or commit (dirty
+  // data or lazy attributes), under Vfs::dirty_mu_.
+  boost::intrusive::list_member_hook<> dirty_hook;
+};
+
+}  // namespace nosyncfs

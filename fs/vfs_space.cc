@@ -1,0 +1,204 @@
+// The Vfs's space operations: fallocate (allocate, punch, zero range),
+// SEEK_DATA/SEEK_HOLE, copy_file_range.
+#include <fcntl.h>
+#include <linux/falloc.h>
+
+#include <cstring>
+
+#include "base/crash_point.h"
+#include "fs/vfs.h"
+#include "fs/vfs_internal.h"
+
+namespace nosyncfs {
+
+using namespace vfs_internal;
+
+Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, bool kill_suidgid) {
+  if (len == 0) return Status::Error(EINVAL, "zero length");
+  if (off > kMaxFileSize || len > kMaxFileSize - off) return Status::Error(EFBIG, "too large");
+  NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
+  if (!inode->is_reg()) return Status::Error(ENODEV, "not a regular file");
+  bool killed = false;
+  Status st;
+  {
+    std::unique_lock lock(inode->mu);
+    NSF_RETURN_IF_ERROR(CheckAlive(*inode));
+    // As file_modified() does before any change: the commit of the
+    // operation carries the new mode.
+    killed = KillSetId(inode.get(), kill_suidgid);
+    if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+      st = PunchHoleLocked(inode.get(), off, len);
+    } else if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {
+      st = ZeroRangeLocked(inode.get(), off, len, mode & FALLOC_FL_KEEP_SIZE);
+    } else if (mode & ~FALLOC_FL_KEEP_SIZE) {
+      st = Status::Error(EOPNOTSUPP, "fallocate mode not supported");
+    } else {
+      st = AllocateLocked(inode.get(), off, len, mode & FALLOC_FL_KEEP_SIZE);
+    }
+    if (killed && !st.ok()) {
+      Status mode_st = Commit(Transaction{}, {inode.get()}, false);
+      if (!mode_st.ok()) st = mode_st;
+    }
+  }
+  if (killed) InvalidateKernelAttrs(ino);
+  return st;
+}
+
+Status Vfs::AllocateLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size) {
+  uint64_t first = off / bs_, last = (off + len - 1) / bs_;
+  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
+  bool grows = !keep_size && off + len > inode->rec.size;
+  if (grows) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off + len));
+  Transaction txn;
+  txn.PutExtentChanges(inode->ino, inode->extents);
+  inode->rec.ctime = Now();
+  if (grows) {
+    inode->rec.size = off + len;
+    inode->rec.mtime = inode->rec.ctime;  // the size changed, as ext4 does
+  }
+  return Commit(std::move(txn), {inode}, false);
+}
+
+Status Vfs::ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_nf) {
+  return ForEachByteRun(inode->extents, volume_->superblock(), off, end, [&](const ByteRun& r) {
+    if (!r.mapped) return Status::Ok();
+    volume_->device().Zero(r.dev, r.end - r.pos);
+    if (!(r.flags & kExtentNoFsync)) {
+      if (inode->dirty == nullptr) inode->dirty = std::make_unique<DirtyRanges>(dirty_granule_);
+      inode->dirty->Add(r.pos, r.end);
+      MarkDirty(inode);
+      return Status::Ok();
+    }
+    *touched_nf = true;
+    return volume_->device().Persist(r.dev, r.end - r.pos);
+  });
+}
+
+Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
+  uint64_t end = off + len;
+  uint64_t touched_first = off / bs_, touched_end = (end + bs_ - 1) / bs_;
+  bool overlaps_nf = false;
+  for (uint64_t pos = touched_first; pos < touched_end;) {
+    auto seg = inode->extents.Find(pos, touched_end - pos);
+    if (seg.mapped && (seg.flags & kExtentNoFsync)) overlaps_nf = true;
+    pos += seg.len;
+  }
+  if (overlaps_nf && options_.nf_punch == VfsOptions::NfPunch::kDeny) {
+    return Status::Error(EPERM, "hole punch over no-fsync extents (nf_punch=deny)");
+  }
+  // Whole blocks are unmapped; the partial blocks at the edges are zeroed in
+  // place, so they keep their mapping (and flag).
+  uint64_t full_first = (off + bs_ - 1) / bs_, full_end = end / bs_;
+  bool touched_nf = false;
+  if (full_first >= full_end) {
+    NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, end, &touched_nf));
+  } else {
+    NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, full_first * bs_, &touched_nf));
+    NSF_RETURN_IF_ERROR(ZeroInPlace(inode, full_end * bs_, end, &touched_nf));
+  }
+  CrashPoint("vfs.punch.zeroed");
+  Transaction txn;
+  if (full_first < full_end) {
+    txn.Free(inode->extents.Unmap(full_first, full_end - full_first));
+    // Dirty tracking of unmapped bytes is moot; PersistDirtyData skips holes.
+  }
+  txn.PutExtentChanges(inode->ino, inode->extents);
+  inode->rec.mtime = inode->rec.ctime = Now();
+  // Over NF extents the punch is atomic (one transaction) and durable on
+  // return (SEMANTICS.md section 4).
+  return Commit(std::move(txn), {inode}, overlaps_nf || touched_nf);
+}
+
+Status Vfs::ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size) {
+  uint64_t end = off + len;
+  uint64_t first = off / bs_, last = (end - 1) / bs_;
+  // Like Linux file systems, zero range leaves the range allocated; new
+  // blocks arrive zeroed, existing ones are zeroed in place (NF ones keep
+  // their blocks and flag and are persisted now).
+  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
+  bool touched_nf = false;
+  if (!keep_size && off > inode->rec.size) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off));
+  NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, end, &touched_nf));
+  Transaction txn;
+  txn.PutExtentChanges(inode->ino, inode->extents);
+  inode->rec.mtime = inode->rec.ctime = Now();
+  bool grew = !keep_size && end > inode->rec.size;
+  if (grew) inode->rec.size = end;
+  return Commit(std::move(txn), {inode}, touched_nf);
+}
+
+Result<uint64_t> Vfs::Lseek(uint64_t ino, uint64_t off, int whence) {
+  NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
+  std::shared_lock lock(inode->mu);
+  uint64_t size = inode->rec.size;
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return Status::Error(EINVAL, "bad whence");
+  if (off >= size) return Status::Error(ENXIO, "past end of file");
+  uint64_t pos = off;
+  while (pos < size) {
+    auto seg = inode->extents.Find(pos / bs_, UINT64_MAX / 2);
+    bool is_data = seg.mapped;
+    if ((whence == SEEK_DATA) == is_data) return pos;
+    uint64_t next = (pos / bs_ + seg.len) * bs_;
+    if (next <= pos) break;
+    pos = next;
+  }
+  if (whence == SEEK_HOLE) return size;
+  return Status::Error(ENXIO, "no data past offset");
+}
+
+Result<size_t> Vfs::CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
+                                  uint64_t off_out, size_t len, unsigned flags,
+                                  bool kill_suidgid) {
+  if (flags != 0) return Status::Error(EINVAL, "flags must be 0");
+  NSF_ASSIGN_OR_RETURN(InodeRef in, Get(ino_in));
+  NSF_ASSIGN_OR_RETURN(InodeRef out, Get(ino_out));
+  if (!in->is_reg() || !out->is_reg()) {
+    return Status::Error(in->is_dir() || out->is_dir() ? EISDIR : EINVAL, "not regular files");
+  }
+  if (ino_in == ino_out && off_in < off_out + len && off_out < off_in + len) {
+    return Status::Error(EINVAL, "overlapping ranges in one file");
+  }
+  bool killed = false;
+  size_t done = 0;
+  {
+    LockSet locks;
+    locks.Add(in.get());
+    locks.Add(out.get());
+    locks.Lock();
+    NSF_RETURN_IF_ERROR(CheckAlive(*out));
+    if (off_in >= in->rec.size) return size_t{0};
+    len = std::min<uint64_t>(len, in->rec.size - off_in);
+    // A physical byte copy: NF source blocks are never shared (SEMANTICS.md
+    // section 3), and a copy into NF blocks is durable like any NF write.
+    std::vector<char> buf(std::min<size_t>(len, 1 << 20));
+    while (done < len) {
+      size_t chunk = std::min(buf.size(), len - done);
+      uint64_t start = off_in + done;
+      NSF_RETURN_IF_ERROR(ForEachByteRun(
+          in->extents, volume_->superblock(), start, start + chunk, [&](const ByteRun& r) {
+            char* dst = buf.data() + (r.pos - start);
+            if (r.mapped) {
+              volume_->device().Read(r.dev, dst, r.end - r.pos);
+            } else {
+              std::memset(dst, 0, r.end - r.pos);
+            }
+            return Status::Ok();
+          }));
+      auto wrote = WriteLocked(out.get(), off_out + done, buf.data(), chunk);
+      if (!wrote.ok()) {
+        if (done > 0) break;
+        return wrote.status();
+      }
+      done += *wrote;
+      if (*wrote < chunk) break;
+    }
+    if (done > 0 && KillSetId(out.get(), kill_suidgid)) {
+      NSF_RETURN_IF_ERROR(Commit(Transaction{}, {out.get()}, false));
+      killed = true;
+    }
+  }
+  if (killed) InvalidateKernelAttrs(ino_out);
+  return done;
+}
+
+}  // namespace nosyncfs
