@@ -4,9 +4,13 @@
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "fs/fuse_channel.h"
 #include "fs/vfs.h"
 
 namespace nosyncfs {
@@ -16,7 +20,39 @@ namespace {
 // goes through this mount, which invalidates them.
 constexpr double kCacheTimeout = 1.0;
 
-Vfs* VfsOf(fuse_req_t req) { return static_cast<Vfs*>(fuse_req_userdata(req)); }
+constexpr char kReservedXattrPrefix[] = "user.nosyncfs.";
+constexpr int kCapFsetid = 4;  // CAP_FSETID, <linux/capability.h>
+
+FuseContext* ContextOf(fuse_req_t req) { return static_cast<FuseContext*>(fuse_req_userdata(req)); }
+Vfs* VfsOf(fuse_req_t req) { return ContextOf(req)->vfs; }
+
+bool IsReservedXattr(const char* name) {
+  return std::strncmp(name, kReservedXattrPrefix, sizeof(kReservedXattrPrefix) - 1) == 0;
+}
+
+// Whether the calling thread lacks CAP_FSETID, for the operations whose
+// requests do not say (fallocate, copy_file_range; write, truncate and open
+// carry FUSE_*_KILL_SUIDGID). Read from /proc; a caller that is gone, or
+// whose capabilities cannot be read, counts as unprivileged.
+bool CallerLacksFsetid(fuse_req_t req) {
+  std::ifstream status("/proc/" + std::to_string(fuse_req_ctx(req)->pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    unsigned long long caps = std::strtoull(line.c_str() + 7, nullptr, 16);
+    return (caps & (1ull << kCapFsetid)) == 0;
+  }
+  return true;
+}
+
+std::string StatsText(FuseContext* ctx) {
+  Volume& vol = ctx->vfs->volume();
+  std::string out = ctx->stats.Format();
+  out += "cached_inodes " + std::to_string(ctx->vfs->cached_inodes()) + "\n";
+  out += "log_persists " + std::to_string(vol.log_persists()) + "\n";
+  out += "device_persists " + std::to_string(vol.device().persist_calls()) + "\n";
+  return out;
+}
 
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
@@ -54,17 +90,20 @@ void OpInit(void*, fuse_conn_info* conn) {
   // Writes must reach the daemon before write(2) returns (SEMANTICS.md D2),
   // so the kernel must not cache them.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  // The kernel clears set-user/group-ID bits itself (through setattr) when
-  // we do not claim to; libfuse claims it by default.
+  // Set-ID bits are cleared by the daemon, with the flags the kernel sends
+  // under FUSE_HANDLE_KILLPRIV_V2, which the FuseChannel claims (libfuse
+  // 3.14 does not know it). Version 1, which libfuse claims by default,
+  // would leave the kernel asking for security.capability on every write.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
-#ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
-  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV_V2;
-#endif
+  // Requests read with read(2), so that the FuseChannel sees them whole.
+  conn->want &= ~FUSE_CAP_SPLICE_READ;
+  // 1 MiB requests: as large as libfuse's buffer allows.
+  conn->max_write = 1u << 20;
   // FUSE_CAP_ATOMIC_O_TRUNC stays on: open/create truncate (Vfs::Open).
 }
 
 void OpDestroy(void* userdata) {
-  Status st = static_cast<Vfs*>(userdata)->Shutdown();
+  Status st = static_cast<FuseContext*>(userdata)->vfs->Shutdown();
   if (!st.ok()) spdlog::error("shutdown: {}", st.ToString());
 }
 
@@ -106,6 +145,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   s.atime = attr->st_atim;
   s.mtime = attr->st_mtim;
   s.ctime = attr->st_ctim;
+  s.kill_suidgid = CurrentRawRequest().kill_suidgid;
   auto r = VfsOf(req)->Setattr(ino, s);
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_reply_attr(req, &*r, kCacheTimeout);
@@ -147,7 +187,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Status st = VfsOf(req)->Open(ino, fi->flags & O_TRUNC);
+  Status st = VfsOf(req)->Open(ino, fi->flags & O_TRUNC, CurrentRawRequest().kill_suidgid);
   if (!st.ok()) return ReplyError(req, st);
   fi->keep_cache = 0;
   if (fuse_reply_open(req, fi) != 0) VfsOf(req)->Release(ino);
@@ -156,7 +196,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
   auto r = VfsOf(req)->Create(parent, name, mode, fi->flags & O_EXCL, fi->flags & O_TRUNC,
-                              CallerOf(req));
+                              CallerOf(req), CurrentRawRequest().kill_suidgid);
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_entry_param p = EntryParam(*r);
   fi->keep_cache = 0;
@@ -173,7 +213,8 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
              fuse_file_info*) {
-  auto r = VfsOf(req)->Write(ino, static_cast<uint64_t>(off), buf, size);
+  auto r = VfsOf(req)->Write(ino, static_cast<uint64_t>(off), buf, size,
+                             CurrentRawRequest().kill_suidgid);
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_reply_write(req, *r);
 }
@@ -241,11 +282,17 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
+  if (IsReservedXattr(name)) return (void)fuse_reply_err(req, EPERM);
   ReplyStatus(req, VfsOf(req)->Setxattr(ino, name, std::string_view(value, size), flags));
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  auto r = VfsOf(req)->Getxattr(ino, name);
+  Result<std::string> r = Status::Error(ENODATA, "no such xattr");
+  if (!IsReservedXattr(name)) {
+    r = VfsOf(req)->Getxattr(ino, name);
+  } else if (ino == FUSE_ROOT_ID && std::strcmp(name, kStatsXattr) == 0) {
+    r = StatsText(ContextOf(req));
+  }
   if (!r.ok()) return ReplyError(req, r.status());
   if (size == 0) return (void)fuse_reply_xattr(req, r->size());
   if (r->size() > size) return (void)fuse_reply_err(req, ERANGE);
@@ -261,6 +308,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  if (IsReservedXattr(name)) return (void)fuse_reply_err(req, EPERM);
   ReplyStatus(req, VfsOf(req)->Removexattr(ino, name));
 }
 
@@ -268,7 +316,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
                  fuse_file_info*) {
   if (offset < 0 || length <= 0) return (void)fuse_reply_err(req, EINVAL);
   ReplyStatus(req, VfsOf(req)->Fallocate(ino, mode, static_cast<uint64_t>(offset),
-                                         static_cast<uint64_t>(length)));
+                                         static_cast<uint64_t>(length), CallerLacksFsetid(req)));
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
@@ -283,7 +331,7 @@ void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_
   if (off_in < 0 || off_out < 0) return (void)fuse_reply_err(req, EINVAL);
   auto r = VfsOf(req)->CopyFileRange(ino_in, static_cast<uint64_t>(off_in), ino_out,
                                      static_cast<uint64_t>(off_out), len,
-                                     static_cast<unsigned>(flags));
+                                     static_cast<unsigned>(flags), CallerLacksFsetid(req));
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_reply_write(req, *r);
 }

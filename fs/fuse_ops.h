@@ -1,13 +1,30 @@
 // The FUSE low-level operations table for a Vfs.
 #pragma once
 
+#include "fs/fuse_channel.h"
+
 struct fuse_lowlevel_ops;
+struct fuse_session;
 
 namespace nosyncfs {
 
-// Every operation decodes its request, calls the Vfs (the session's
-// userdata) and replies exactly once; unsupported operations are left out so
-// libfuse answers ENOSYS.
+class Vfs;
+
+// The session's userdata: what every operation works on.
+struct FuseContext {
+  Vfs* vfs = nullptr;
+  fuse_session* session = nullptr;  // set once the session exists
+  RequestStats stats;               // counted by the FuseChannel
+};
+
+// Read-only statistics on the root directory: FUSE requests by opcode and
+// the persistence work done ("NAME COUNT" lines). Not listed by listxattr;
+// the "user.nosyncfs." prefix is reserved (EPERM to set or remove).
+inline constexpr char kStatsXattr[] = "user.nosyncfs.stats";
+
+// Every operation decodes its request, calls the Vfs (through the session's
+// FuseContext userdata) and replies exactly once; unsupported operations
+// are left out so libfuse answers ENOSYS.
 const fuse_lowlevel_ops& FuseOps();
 
 }  // namespace nosyncfs

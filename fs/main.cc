@@ -18,6 +18,7 @@
 #include <string>
 
 #include "base/crash_point.h"
+#include "fs/fuse_channel.h"
 #include "fs/fuse_ops.h"
 #include "fs/mount_options.h"
 #include "fs/vfs.h"
@@ -108,16 +109,27 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
   std::vector<char*> argv;
   for (auto& s : argv_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  fuse_session* se = fuse_session_new(&args, &FuseOps(), sizeof(fuse_lowlevel_ops), &vfs);
+  FuseContext ctx;
+  ctx.vfs = &vfs;
+  fuse_session* se = fuse_session_new(&args, &FuseOps(), sizeof(fuse_lowlevel_ops), &ctx);
   if (se == nullptr) {
     reporter->Fail("cannot start FUSE session (bad -o option?)");
     return 1;
   }
+  ctx.session = se;
+  // Set-ID bits the daemon clears on a write are news to the kernel's
+  // attribute cache: drop the cached attributes (not the page cache).
+  vfs.set_attr_invalidator(
+      [se](uint64_t ino) { (void)fuse_lowlevel_notify_inval_inode(se, ino, -1, 0); });
   int rc = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     reporter->Fail("cannot install signal handlers");
   } else if (fuse_session_mount(se, mo.mountpoint.c_str()) != 0) {
     reporter->Fail("cannot mount on " + mo.mountpoint + " (is /dev/fuse available?)");
+    fuse_remove_signal_handlers(se);
+  } else if (int err = AttachFuseChannel(se, &ctx.stats); err != 0) {
+    reporter->Fail(std::string("cannot attach to the FUSE channel: ") + std::strerror(-err));
+    fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
   } else {
     spdlog::info("mounted {} on {}", mo.device, mo.mountpoint);
@@ -132,6 +144,7 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
   }
+  vfs.set_attr_invalidator(nullptr);
   fuse_session_destroy(se);
   st = vfs.Shutdown();
   if (!st.ok()) {

@@ -6,9 +6,12 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 #include <thread>
 
 namespace nosyncfs::test {
@@ -171,6 +174,30 @@ void SyncWholeFs(const std::string& dir) {
   Fd fd = MustOpen(dir, O_RDONLY | O_DIRECTORY);
   INFO("fsync of directory " << dir);
   REQUIRE(ErrnoOf(::fsync(fd.get())) == 0);
+}
+
+std::map<std::string, uint64_t> MountStats(const std::string& mountpoint) {
+  std::string buf(1 << 16, '\0');
+  ssize_t n = ::getxattr(mountpoint.c_str(), "user.nosyncfs.stats", buf.data(), buf.size());
+  INFO("getxattr user.nosyncfs.stats on " << mountpoint << ": " << ErrnoName(errno));
+  REQUIRE(n >= 0);
+  std::map<std::string, uint64_t> stats;
+  std::istringstream in(buf.substr(0, static_cast<size_t>(n)));
+  std::string name;
+  uint64_t value;
+  while (in >> name >> value) stats[name] = value;
+  return stats;
+}
+
+uint64_t RequestCount(const std::map<std::string, uint64_t>& stats) {
+  uint64_t total = 0;
+  for (const auto& [name, value] : stats) {
+    bool opcode = std::all_of(name.begin(), name.end(),
+                              [](char c) { return (c >= 'A' && c <= 'Z') || c == '_' ||
+                                                  (c >= '0' && c <= '9'); });
+    if (opcode) total += value;
+  }
+  return total;
 }
 
 std::set<std::string> ListDir(const std::string& path) {

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -111,6 +112,14 @@ struct statvfs MustStatvfs(const std::string& path);
 // to virtiofs only, so the daemon never hears of it); nosyncfs therefore
 // commits the whole file system on fsync of any directory.
 void SyncWholeFs(const std::string& dir);
+
+// The daemon's statistics (the user.nosyncfs.stats xattr of the mount's
+// root): FUSE requests by opcode name ("WRITE"), and counters such as
+// "device_persists". Reading them is itself one GETXATTR request, counted
+// in what it returns. REQUIREs that they can be read.
+std::map<std::string, uint64_t> MountStats(const std::string& mountpoint);
+// The FUSE requests among MountStats (the upper-case names), summed.
+uint64_t RequestCount(const std::map<std::string, uint64_t>& stats);
 
 // Names in a directory, without "." and "..", via opendir/readdir.
 std::set<std::string> ListDir(const std::string& path);

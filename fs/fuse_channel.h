@@ -1,0 +1,60 @@
+// FuseChannel: the raw /dev/fuse traffic underneath libfuse, for what the
+// kernel protocol offers and libfuse 3.14 predates. The only file that reads
+// or patches kernel protocol structures (<linux/fuse.h>).
+//
+// Installed with fuse_session_custom_io() on the mounted session, it sees
+// every request before libfuse decodes it and every reply before it reaches
+// the kernel:
+//  - it counts requests by opcode (RequestStats);
+//  - in the INIT reply it claims FUSE_HANDLE_KILLPRIV_V2 (the daemon clears
+//    set-ID bits itself, so the kernel marks the superblock SB_NOSEC and
+//    stops asking for security.capability before every write) and
+//    FUSE_PARALLEL_DIROPS (lookups and readdirs of one directory run in
+//    parallel), when the kernel offers them: libfuse 3.14 knows the first
+//    not at all and forgets to pass the second on;
+//  - it keeps, per thread, the kill-set-ID flags of the request being
+//    processed (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID,
+//    FUSE_OPEN_KILL_SUIDGID), which libfuse 3.14 drops while decoding.
+//
+// libfuse's loop reads a request and processes it on the same thread, so
+// the per-thread flags always belong to the request a handler serves.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+struct fuse_session;
+
+namespace nosyncfs {
+
+// Requests received, by opcode. Thread-safe.
+class RequestStats {
+ public:
+  void Count(uint32_t opcode);
+  uint64_t count(uint32_t opcode) const;
+  // "NAME COUNT" lines for every opcode seen, in opcode order.
+  std::string Format() const;
+
+ private:
+  static constexpr uint32_t kSlots = 64;  // opcodes past this share the last
+  std::array<std::atomic<uint64_t>, kSlots> counts_{};
+};
+
+// What the raw request this thread is processing says beyond what libfuse
+// passes on.
+struct RawRequest {
+  uint32_t opcode = 0;
+  // The kernel asks the file system to clear set-ID bits as part of this
+  // write, truncate, chown or O_TRUNC open.
+  bool kill_suidgid = false;
+};
+const RawRequest& CurrentRawRequest();
+
+// Installs the channel on `se`, which must be mounted and not yet running.
+// Counts into `stats`, which must outlive the session. 0 on success, else a
+// negative errno.
+int AttachFuseChannel(fuse_session* se, RequestStats* stats);
+
+}  // namespace nosyncfs

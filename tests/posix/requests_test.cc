@@ -1,0 +1,66 @@
+// What a write costs in FUSE requests: exactly one, flagged or not. (The
+// kernel asks for security.capability before a write unless the daemon has
+// claimed FUSE_HANDLE_KILLPRIV_V2; see fs/fuse_channel.h.)
+#include <fcntl.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "tests/harness/mount_fixture.h"
+#include "tests/harness/posix_util.h"
+
+namespace nosyncfs::test {
+namespace {
+
+constexpr int kWrites = 200;
+constexpr size_t k4K = 4096;
+
+// Requests the daemon received for `writes` 4 KiB pwrites at `offset(i)`,
+// after one warm-up write (which may ask for security.capability once,
+// since creating the file refreshed its attributes).
+std::map<std::string, uint64_t> RequestsForWrites(const TestVolume& vol, int fd,
+                                                  const std::function<uint64_t(int)>& offset) {
+  const std::string block = Pattern(5, k4K);
+  MustPwrite(fd, block, offset(0));
+  auto before = MountStats(vol.mountpoint());
+  for (int i = 1; i <= kWrites; ++i) {
+    REQUIRE(::pwrite(fd, block.data(), block.size(), static_cast<off_t>(offset(i))) ==
+            static_cast<ssize_t>(k4K));
+  }
+  auto after = MountStats(vol.mountpoint());
+  std::map<std::string, uint64_t> delta;
+  for (const auto& [name, value] : after) delta[name] = value - before[name];
+  // The second MountStats is one GETXATTR, counted in its own answer.
+  --delta["GETXATTR"];
+  return delta;
+}
+
+}  // namespace
+
+TEST_CASE("a 4 KiB write costs exactly one FUSE request", "[posix][requests]") {
+  TestVolume vol;
+  vol.Mount();
+  SECTION("overwriting an unflagged file") {
+    Fd fd = MustOpen(vol.Path("plain"), O_CREAT | O_RDWR);
+    REQUIRE(::ftruncate(fd.get(), (kWrites + 1) * k4K) == 0);
+    auto delta = RequestsForWrites(vol, fd.get(), [](int i) { return i * k4K; });
+    CHECK(delta["WRITE"] == kWrites);
+    CHECK(RequestCount(delta) == kWrites);
+  }
+  SECTION("appending to an unflagged file") {
+    Fd fd = MustOpen(vol.Path("log"), O_CREAT | O_RDWR);
+    auto delta = RequestsForWrites(vol, fd.get(), [](int i) { return i * k4K; });
+    CHECK(delta["WRITE"] == kWrites);
+    CHECK(RequestCount(delta) == kWrites);
+  }
+  SECTION("into a no-fsync range, durable on return") {
+    Fd fd = MustOpen(vol.Path("nf"), O_CREAT | O_RDWR);
+    REQUIRE(::fsetxattr(fd.get(), "user.nosync", "0-1M", 4, 0) == 0);
+    auto delta = RequestsForWrites(vol, fd.get(), [](int i) { return (i % 200) * k4K; });
+    CHECK(delta["WRITE"] == kWrites);
+    CHECK(RequestCount(delta) == kWrites);
+  }
+}
+
+}  // namespace nosyncfs::test
