@@ -13,8 +13,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "base/crash_point.h"
@@ -81,6 +85,43 @@ void Detach() {
   }
 }
 
+// "\040" and the like in /proc/self/mountinfo paths.
+std::string UnescapeMountPath(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto octal = [&](size_t j) { return j < s.size() && s[j] >= '0' && s[j] <= '7'; };
+    if (s[i] == '\\' && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
+      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// The kernel offers 128 KiB of readahead in INIT, and the reply can only
+// lower it; reads of 1 MiB (max_pages) need the bdi's readahead raised
+// through sysfs (root only). Finds the mount's device number in
+// /proc/self/mountinfo: the mount itself cannot be asked anything before
+// the session serves.
+void RaiseReadahead(const std::string& real_mountpoint) {
+  constexpr int kReadaheadKiB = 1024;
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line, device;
+  while (std::getline(mountinfo, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    fields >> id >> parent >> dev >> root >> point;
+    if (UnescapeMountPath(point) == real_mountpoint) device = dev;  // the last one is on top
+  }
+  if (device.empty()) return;
+  std::ofstream knob("/sys/class/bdi/" + device + "/read_ahead_kb");
+  knob << kReadaheadKiB;
+  knob.flush();
+  if (!knob) spdlog::debug("cannot raise readahead of {} (not root?)", device);
+}
+
 int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
   if (background) {
     spdlog::set_default_logger(spdlog::syslog_logger_mt("nosyncfs", "nosyncfs", LOG_PID));
@@ -121,6 +162,9 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
   // attribute cache: drop the cached attributes (not the page cache).
   vfs.set_attr_invalidator(
       [se](uint64_t ino) { (void)fuse_lowlevel_notify_inval_inode(se, ino, -1, 0); });
+  // Before mounting: resolving the path afterwards would ask the mount.
+  char real[PATH_MAX];
+  std::string real_mountpoint = realpath(mo.mountpoint.c_str(), real) ? real : mo.mountpoint;
   int rc = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     reporter->Fail("cannot install signal handlers");
@@ -132,6 +176,7 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
   } else {
+    RaiseReadahead(real_mountpoint);
     spdlog::info("mounted {} on {}", mo.device, mo.mountpoint);
     reporter->Ready();
     // Crash tests count crash points from here: the workload's, not mount's.
