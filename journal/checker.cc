@@ -118,12 +118,14 @@ Result<CheckReport> CheckVolume(Volume& volume) {
     return true;
   }));
 
-  NSF_ASSIGN_OR_RETURN(auto next_ino_value, store.Get(keys::kNextIno));
-  uint64_t next_ino = 0;
-  if (next_ino_value) {
-    auto decoded = DecodeU64(*next_ino_value);
-    if (decoded.ok()) next_ino = *decoded;
+  NSF_ASSIGN_OR_RETURN(auto applied_value, store.Get(keys::kApplied));
+  AppliedRecord applied;
+  applied.next_ino = 0;
+  if (applied_value) {
+    auto decoded = AppliedRecord::Decode(*applied_value);
+    if (decoded.ok()) applied = *decoded;
   }
+  const uint64_t next_ino = applied.next_ino;
 
   for (auto& [ino, f] : inodes) {
     const InodeRecord& r = f.rec;
@@ -150,10 +152,8 @@ Result<CheckReport> CheckVolume(Volume& volume) {
   for (uint64_t ino : orphans) {
     if (!inodes.count(ino)) problem("orphan record for missing " + Ino(ino));
   }
-  NSF_ASSIGN_OR_RETURN(auto count_value, store.Get(keys::kInodeCount));
-  auto count = count_value ? DecodeU64(*count_value) : Result<uint64_t>(uint64_t{0});
-  if (!count.ok() || *count != inodes.size()) {
-    problem("inode count " + (count.ok() ? std::to_string(*count) : "unreadable") + ", found " +
+  if (!applied_value || applied.legacy || applied.inode_count != inodes.size()) {
+    problem("inode count " + std::to_string(applied.inode_count) + ", found " +
             std::to_string(inodes.size()) + " inodes");
   }
   if (report.mapped_blocks + volume.free_blocks() != volume.total_blocks()) {

@@ -2,6 +2,9 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
+#include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <sys/stat.h>
 
@@ -86,6 +89,20 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool 
   // Nothing may be lost at close: the device log is truncated only after a
   // flush, and close flushes what the last checkpoint did not.
   options.avoid_flush_during_shutdown = false;
+  // Point lookups (a name in a directory, an inode) dominate, and many miss
+  // (every create looks its name up first): bloom filters in the tables
+  // and in the memtable answer most misses without a search.
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  options.memtable_prefix_bloom_size_ratio = 0.05;
+  options.memtable_whole_key_filtering = true;
+  // Inserts: commits are applied one at a time (the Volume orders them), so
+  // RocksDB may keep a hint per key prefix (record type and inode or
+  // directory number: 9 bytes) of where the last insert went; keys of one
+  // directory or inode mostly land next to each other.
+  options.allow_concurrent_memtable_write = false;
+  options.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewCappedPrefixTransform(9));
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
   if (!s.ok()) {

@@ -72,6 +72,28 @@ Result<DirentRecord> DirentRecord::Decode(std::string_view value) {
   return r;
 }
 
+std::string AppliedRecord::Encode() const {
+  std::string out;
+  PutFixed64(&out, seq);
+  PutFixed64(&out, next_ino);
+  PutFixed64(&out, inode_count);
+  return out;
+}
+
+Result<AppliedRecord> AppliedRecord::Decode(std::string_view value) {
+  AppliedRecord r;
+  Decoder d(value);
+  if (value.size() == 8 && d.GetFixed64(&r.seq)) {
+    r.legacy = true;
+    return r;
+  }
+  if (!(d.GetFixed64(&r.seq) && d.GetFixed64(&r.next_ino) && d.GetFixed64(&r.inode_count) &&
+        d.done())) {
+    return Status::Error(EUCLEAN, "bad applied-transaction record");
+  }
+  return r;
+}
+
 namespace keys {
 
 std::string Inode(uint64_t ino) { return PrefixU64('i', ino); }

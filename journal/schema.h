@@ -51,12 +51,29 @@ struct DirentRecord {
   static Result<DirentRecord> Decode(std::string_view value);
 };
 
+// The "a" record: the last transaction the store has applied, and the
+// counters that change with commits, kept in the same value so that a
+// commit writes one key for all of them.
+struct AppliedRecord {
+  uint64_t seq = 0;
+  uint64_t next_ino = kRootIno + 1;  // the next inode number to hand out
+  uint64_t inode_count = 1;          // inodes in the store (statfs)
+  // An 8-byte record of an older store: `seq` only; the counters are
+  // elsewhere (kLegacyNextIno) or must be counted.
+  bool legacy = false;
+
+  std::string Encode() const;
+  // EUCLEAN unless 24 bytes (or 8, legacy).
+  static Result<AppliedRecord> Decode(std::string_view value);
+};
+
 namespace keys {
 
-inline constexpr char kApplied[] = "a";   // last transaction applied to the store
+inline constexpr char kApplied[] = "a";   // AppliedRecord
 inline constexpr char kUuid[] = "m/uuid";
-inline constexpr char kNextIno[] = "m/next_ino";
-inline constexpr char kInodeCount[] = "m/inodes";  // inodes in the store (statfs)
+// The inode counter of stores made before AppliedRecord carried it (read,
+// then deleted, by the first mount of such a store).
+inline constexpr char kLegacyNextIno[] = "m/next_ino";
 
 std::string Inode(uint64_t ino);
 inline constexpr char kInodePrefix[] = "i";

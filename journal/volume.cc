@@ -83,9 +83,7 @@ Result<Superblock> Volume::Format(const std::string& device_path, const FormatOp
   NSF_ASSIGN_OR_RETURN(auto store, MetaStore::Open(sb.meta_dir, /*create=*/true));
   MetaBatch init;
   init.Put(keys::kUuid, std::string(reinterpret_cast<const char*>(sb.uuid.data()), 16));
-  init.Put(keys::kNextIno, EncodeU64(kRootIno + 1));
-  init.Put(keys::kInodeCount, EncodeU64(1));  // the root
-  init.Put(keys::kApplied, EncodeU64(0));
+  init.Put(keys::kApplied, AppliedRecord{}.Encode());  // nothing applied; the root
   InodeRecord root;
   root.ino = kRootIno;
   root.mode = S_IFDIR | 0755;
@@ -147,43 +145,48 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
   v->log_ = std::make_unique<Log>(v->device_.get(), v->sb_.log_offset, v->sb_.log_length);
   NSF_RETURN_IF_ERROR(v->Recover());
   NSF_RETURN_IF_ERROR(v->RebuildAllocator());
-  NSF_ASSIGN_OR_RETURN(auto next_ino, v->store_->Get(keys::kNextIno));
-  if (!next_ino) return Status::Error(EUCLEAN, "metadata store has no inode counter");
-  NSF_ASSIGN_OR_RETURN(uint64_t next, DecodeU64(*next_ino));
-  v->next_ino_.store(next);
-  NSF_RETURN_IF_ERROR(v->LoadInodeCount());
+  NSF_RETURN_IF_ERROR(v->LoadCounters());
   v->durable_seq_.store(v->log_->durable_seq());
   v->open_complete_ = true;
   return v;
 }
 
-Status Volume::LoadInodeCount() {
-  NSF_ASSIGN_OR_RETURN(auto value, store_->Get(keys::kInodeCount));
-  if (value) {
-    NSF_ASSIGN_OR_RETURN(uint64_t count, DecodeU64(*value));
-    inode_count_.store(count);
-    return Status::Ok();
+Result<AppliedRecord> Volume::ReadApplied() {
+  NSF_ASSIGN_OR_RETURN(auto value, store_->Get(keys::kApplied));
+  if (!value) return Status::Error(EUCLEAN, "metadata store has no applied sequence");
+  return AppliedRecord::Decode(*value);
+}
+
+Status Volume::LoadCounters() {
+  NSF_ASSIGN_OR_RETURN(AppliedRecord applied, ReadApplied());
+  if (applied.legacy) {
+    // A store from before the counters were kept in "a": take the inode
+    // counter from its old key, count the inodes once, and keep both in
+    // "a" from now on (made durable by the flush, like a checkpoint).
+    NSF_ASSIGN_OR_RETURN(auto next_ino, store_->Get(keys::kLegacyNextIno));
+    if (!next_ino) return Status::Error(EUCLEAN, "metadata store has no inode counter");
+    NSF_ASSIGN_OR_RETURN(applied.next_ino, DecodeU64(*next_ino));
+    applied.inode_count = 0;
+    NSF_RETURN_IF_ERROR(store_->Scan(keys::kInodePrefix, "",
+                                     [&](std::string_view, std::string_view) {
+                                       ++applied.inode_count;
+                                       return true;
+                                     }));
+    MetaBatch b;
+    b.Put(keys::kApplied, applied.Encode());
+    b.Delete(keys::kLegacyNextIno);
+    NSF_RETURN_IF_ERROR(store_->Apply(b));
+    NSF_RETURN_IF_ERROR(store_->Flush());
+    spdlog::info("counted {} inodes (kept from now on)", applied.inode_count);
   }
-  // A store made before the count was kept: count once, and keep it from
-  // now on (made durable by the flush, like a checkpoint).
-  uint64_t count = 0;
-  NSF_RETURN_IF_ERROR(store_->Scan(keys::kInodePrefix, "", [&](std::string_view, std::string_view) {
-    ++count;
-    return true;
-  }));
-  MetaBatch b;
-  b.Put(keys::kInodeCount, EncodeU64(count));
-  NSF_RETURN_IF_ERROR(store_->Apply(b));
-  NSF_RETURN_IF_ERROR(store_->Flush());
-  inode_count_.store(count);
-  spdlog::info("counted {} inodes (kept from now on)", count);
+  next_ino_.store(applied.next_ino);
+  inode_count_.store(applied.inode_count);
   return Status::Ok();
 }
 
 Status Volume::Recover() {
-  NSF_ASSIGN_OR_RETURN(auto applied_value, store_->Get(keys::kApplied));
-  if (!applied_value) return Status::Error(EUCLEAN, "metadata store has no applied sequence");
-  NSF_ASSIGN_OR_RETURN(uint64_t applied, DecodeU64(*applied_value));
+  NSF_ASSIGN_OR_RETURN(AppliedRecord applied_record, ReadApplied());
+  const uint64_t applied = applied_record.seq;
   uint64_t replayed = 0, first = 0;
   Status st = log_->Open([&](uint64_t seq, std::string_view payload) -> Status {
     if (seq <= applied) return Status::Ok();
@@ -266,14 +269,11 @@ void Volume::Unallocate(const std::vector<BlockRun>& runs) {
 }
 
 void Volume::SealBatch(Transaction* txn, uint64_t seq) {
-  if (txn->created_inodes > 0) {
-    txn->batch.Put(keys::kNextIno, EncodeU64(next_ino_.load()));
-  }
-  if (txn->created_inodes != txn->deleted_inodes) {
-    uint64_t count = inode_count_.load() + txn->created_inodes - txn->deleted_inodes;
-    txn->batch.Put(keys::kInodeCount, EncodeU64(count));
-  }
-  txn->batch.Put(keys::kApplied, EncodeU64(seq));
+  AppliedRecord applied;
+  applied.seq = seq;
+  applied.next_ino = next_ino_.load();
+  applied.inode_count = inode_count_.load() + txn->created_inodes - txn->deleted_inodes;
+  txn->batch.Put(keys::kApplied, applied.Encode());
 }
 
 Result<uint64_t> Volume::Commit(Transaction&& txn, bool durable) {

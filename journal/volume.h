@@ -119,8 +119,11 @@ class Volume {
   Volume() = default;
   Status Recover();
   Status RebuildAllocator();
-  Status LoadInodeCount();
-  // Adds the sequence number and the counters to the batch (under mu_).
+  Result<AppliedRecord> ReadApplied();
+  // The inode counter and count, from "a" (migrating an older store).
+  Status LoadCounters();
+  // Adds the "a" record (sequence number and counters) to the batch
+  // (under mu_).
   void SealBatch(Transaction* txn, uint64_t seq);
 
   std::unique_ptr<Device> device_;

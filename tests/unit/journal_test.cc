@@ -547,10 +547,10 @@ std::string ValueOf(Volume& vol, std::string_view key) {
 // The last transaction applied to the store (its "a" record).
 uint64_t AppliedSeq(Volume& vol) {
   std::string v = ValueOf(vol, keys::kApplied);
-  auto seq = DecodeU64(v);
+  auto applied = AppliedRecord::Decode(v);
   INFO("applied record: " << v.size() << " bytes");
-  REQUIRE(seq.ok());
-  return *seq;
+  REQUIRE(applied.ok());
+  return applied->seq;
 }
 
 uint64_t MustCommit(Volume& vol, Transaction&& txn, bool durable) {
@@ -1012,6 +1012,46 @@ TEST_CASE("volume crash: a full log checkpoints inside Commit and loses nothing 
     REQUIRE(ValueOf(*vol, "t/big/" + std::to_string(i)) == DataPattern(i, 60000));
   }
   CHECK(ValueOf(*vol, "t/final") == "done");
+}
+
+}  // namespace nosyncfs::test
+
+namespace nosyncfs::test {
+
+TEST_CASE("volume: a store with the older applied record is migrated at open", "[journal]") {
+  VolumeFixture fx;
+  uint64_t seq;
+  {
+    auto vol = fx.Open();
+    Transaction t;
+    uint64_t ino = vol->NextInodeNumber(&t);
+    InodeRecord r;
+    r.ino = ino;
+    r.mode = S_IFREG | 0644;
+    r.nlink = 1;
+    t.PutInode(r);
+    seq = MustCommit(*vol, std::move(t), true);
+  }
+  {
+    // What an older nosyncfs left: an 8-byte "a" and the counter apart.
+    auto store = MetaStore::Open(fx.meta_dir(), false);
+    REQUIRE(store.ok());
+    MetaBatch old;
+    old.Put(keys::kApplied, EncodeU64(seq));
+    old.Put(keys::kLegacyNextIno, EncodeU64(3));
+    REQUIRE((*store)->Apply(old).ok());
+    REQUIRE((*store)->Flush().ok());
+  }
+  auto vol = fx.Open();
+  CHECK(vol->inode_count() == 2);  // counted: the root and the file
+  auto applied = AppliedRecord::Decode(ValueOf(*vol, keys::kApplied));
+  REQUIRE(applied.ok());
+  CHECK_FALSE(applied->legacy);
+  CHECK(applied->next_ino == 3);
+  CHECK(applied->inode_count == 2);
+  CHECK(ValueOf(*vol, keys::kLegacyNextIno) == "<absent>");
+  Transaction t;
+  CHECK(vol->NextInodeNumber(&t) == 3);
 }
 
 }  // namespace nosyncfs::test
