@@ -2,6 +2,7 @@
 #include "fs/fuse_ops.h"
 
 #include <fuse_lowlevel.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -16,9 +17,15 @@
 namespace nosyncfs {
 namespace {
 
-// Attributes and entries may be cached by the kernel this long; every change
-// goes through this mount, which invalidates them.
+// Attributes may be cached by the kernel this long: some change without a
+// request of the kernel's (atime as reads update it), and a second is what
+// the kernel's own coherence with them costs.
 constexpr double kCacheTimeout = 1.0;
+// Entries (name -> inode) may be cached for a day: every change to a name
+// goes through this mount, whose kernel updates its dentries itself, as for
+// a local file system, so revalidating them (a LOOKUP before each
+// operation on a name older than the timeout) would only ever confirm them.
+constexpr double kEntryTimeout = 86400.0;
 
 constexpr char kReservedXattrPrefix[] = "user.nosyncfs.";
 constexpr int kCapFsetid = 4;  // CAP_FSETID, <linux/capability.h>
@@ -51,6 +58,8 @@ std::string StatsText(FuseContext* ctx) {
   out += "cached_inodes " + std::to_string(ctx->vfs->cached_inodes()) + "\n";
   out += "log_persists " + std::to_string(vol.log_persists()) + "\n";
   out += "device_persists " + std::to_string(vol.device().persist_calls()) + "\n";
+  struct mallinfo2 heap = mallinfo2();
+  out += "heap_bytes " + std::to_string(heap.uordblks + heap.hblkhd) + "\n";
   return out;
 }
 
@@ -71,7 +80,7 @@ fuse_entry_param EntryParam(const Entry& e) {
   p.generation = 1;
   p.attr = e.attr;
   p.attr_timeout = kCacheTimeout;
-  p.entry_timeout = kCacheTimeout;
+  p.entry_timeout = kEntryTimeout;
   return p;
 }
 

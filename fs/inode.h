@@ -18,6 +18,7 @@
 
 #include "base/spin_lock.h"
 #include "extent/extent_map.h"
+#include "fs/dentry_cache.h"
 #include "fs/dirty_ranges.h"
 #include "journal/schema.h"
 
@@ -65,6 +66,11 @@ struct Inode {
   // Its records are deleted: lookups fail; it leaves the table with its
   // last pin.
   bool destroyed = false;
+  // Whether the store may hold an orphan record or xattrs for it (false
+  // only when known: an inode made in this mount), so that destroying it
+  // deletes only what can exist.
+  bool maybe_orphan_record = true;
+  bool maybe_xattrs = true;
   // rec differs from the store: timestamps of writes that committed
   // nothing, kept until the next commit (SEMANTICS.md section 1).
   bool attr_dirty = false;
@@ -75,10 +81,13 @@ struct Inode {
   std::atomic<uint64_t> nlookup{0};  // the kernel's references
   std::atomic<uint32_t> open_count{0};
 
-  // Readers (mu shared) update rec.atime and atime_dirty under lazy_mu;
-  // a holder of mu in exclusive mode needs no lazy_mu.
+  // Readers (mu shared) update rec.atime, atime_dirty and dentries under
+  // lazy_mu; a holder of mu in exclusive mode needs no lazy_mu.
   SpinLock lazy_mu;
   bool atime_dirty = false;
+  // Directories: recently used entries (allocated on first use). Changes to
+  // the directory's entries update it, under mu exclusive.
+  std::unique_ptr<DentryCache> dentries;
 
   // The Vfs's list of inodes with something to persist or commit (dirty
   // data or lazy attributes), under Vfs::dirty_mu_.

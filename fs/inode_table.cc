@@ -101,13 +101,16 @@ InodeTable::Unpinned InodeTable::Unpin(Inode* inode) {
   }
   // The last pin. Nobody else can reach the inode without this lock, so
   // `destroyed` (set under the inode's mu by a pin holder) is stable here.
-  if (inode->destroyed) {
+  // A destroyed inode the kernel still refers to stays (it answers
+  // getattr with its last attributes, as a deleted file does) until
+  // forgotten.
+  if (inode->destroyed && Idle(*inode)) {
     s.set.erase(s.set.iterator_to(*inode));
     lock.unlock();
     delete inode;
     return Unpinned::kFreed;
   }
-  if (Idle(*inode)) return Unpinned::kIdle;
+  if (!inode->destroyed && Idle(*inode)) return Unpinned::kIdle;
   --inode->pins;
   return Unpinned::kKept;
 }

@@ -53,7 +53,8 @@ class InodeTable {
     kKept,    // other pins remain, or the inode is still referenced
     kIdle,    // it was the last pin and the inode is idle: the pin is NOT
               // dropped; the caller retires the inode (Vfs::Retire)
-    kFreed,   // it was destroyed and this was its last pin: deleted
+    kFreed,   // it was destroyed, and this was its last pin and reference:
+              // deleted
   };
   // Drops a pin, unless it is the last one of an idle inode.
   Unpinned Unpin(Inode* inode);

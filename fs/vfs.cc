@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 
 #include "fs/vfs_internal.h"
 
@@ -55,6 +56,12 @@ void Vfs::LockSet::Lock() {
   inodes_.erase(std::unique(inodes_.begin(), inodes_.end()), inodes_.end());
   for (Inode* inode : inodes_) inode->mu.lock();
   locked_ = true;
+}
+
+void Vfs::LockSet::AddLocked(Inode* inode) {
+  assert(locked_ && (inodes_.empty() || LockedBefore(inodes_.back(), inode)));
+  inode->mu.lock();
+  inodes_.push_back(inode);
 }
 
 void Vfs::LockSet::Unlock() {
@@ -137,6 +144,9 @@ Status Vfs::LoadInto(Inode* inode) {
   if (!value) return Status::Error(ENOENT, "no inode " + std::to_string(inode->ino));
   NSF_ASSIGN_OR_RETURN(inode->rec, InodeRecord::Decode(inode->ino, *value));
   inode->type = inode->rec.mode & S_IFMT;
+  // Only an inode unlinked while open has an orphan record (and no way
+  // back to a link).
+  inode->maybe_orphan_record = inode->rec.nlink == 0;
   if (!inode->is_reg()) return Status::Ok();
   Status inner;
   NSF_RETURN_IF_ERROR(volume_->store().Scan(
@@ -245,7 +255,15 @@ Status Vfs::Commit(Transaction&& txn, std::initializer_list<Inode*> touched, boo
   for (Inode* inode : touched) {
     if (inode != nullptr && inode->rec.nlink > 0 && !inode->destroyed) txn.PutInode(inode->rec);
   }
-  NSF_ASSIGN_OR_RETURN(uint64_t seq, volume_->Commit(std::move(txn), durable));
+  auto committed = volume_->Commit(std::move(txn), durable);
+  if (!committed.ok()) {
+    // Entry changes already went into the directories' caches.
+    for (Inode* inode : touched) {
+      if (inode != nullptr) inode->dentries.reset();
+    }
+    return committed.status();
+  }
+  const uint64_t seq = *committed;
   for (Inode* inode : touched) {
     if (inode == nullptr) continue;
     inode->attr_dirty = inode->attr_needs_sync = inode->atime_dirty = false;

@@ -218,6 +218,9 @@ class Vfs {
    public:
     void Add(Inode* inode);
     void Lock();
+    // Locks one more inode, which must come after all held ones in lock
+    // order.
+    void AddLocked(Inode* inode);
     void Unlock();
     ~LockSet() { Unlock(); }
 
@@ -259,12 +262,18 @@ class Vfs {
   Status FlushAll();
 
   // ---- namespace (vfs_namespace.cc) ----
-  Result<std::optional<DirentRecord>> FindDirent(uint64_t dir, std::string_view name);
+  // The entry `name` of `dir` (whose mu the caller holds), from its
+  // DentryCache or the store.
+  Result<std::optional<DirentRecord>> FindDirent(Inode* dir, std::string_view name);
+  void CacheDirent(Inode* dir, std::string_view name, const std::optional<DirentRecord>& d);
   // With `open`, the new inode starts with one open handle (Create).
   Result<Entry> MakeNode(uint64_t parent, std::string_view name, mode_t mode, dev_t rdev,
                          std::string_view symlink_target, const Caller& caller, bool open);
+  // Entry changes, into txn and the directory's DentryCache (mu exclusive;
+  // a failed commit clears the cache, see Commit).
   void AddDirent(Transaction* txn, Inode* dir, std::string_view name, const Inode& child);
-  void RemoveDirent(Transaction* txn, uint64_t dir, const DirentRecord& d);
+  void PutDirent(Transaction* txn, Inode* dir, const DirentRecord& d);
+  void RemoveDirent(Transaction* txn, Inode* dir, const DirentRecord& d);
   // Drops a link from `inode`; frees it now, or marks it an orphan while
   // referenced.
   Status DropLink(Transaction* txn, Inode* inode);

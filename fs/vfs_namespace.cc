@@ -43,24 +43,56 @@ struct Vfs::LockedEntry {
   std::unique_ptr<LockSet> locks;
 };
 
-Result<std::optional<DirentRecord>> Vfs::FindDirent(uint64_t dir, std::string_view name) {
-  NSF_ASSIGN_OR_RETURN(auto value, volume_->store().Get(keys::Dirent(dir, name)));
-  if (!value) return std::optional<DirentRecord>();
-  NSF_ASSIGN_OR_RETURN(DirentRecord d, DirentRecord::Decode(*value));
-  d.name = std::string(name);
-  return std::optional<DirentRecord>(std::move(d));
+Result<std::optional<DirentRecord>> Vfs::FindDirent(Inode* dir, std::string_view name) {
+  {
+    std::lock_guard lazy(dir->lazy_mu);
+    if (dir->dentries) {
+      if (auto cached = dir->dentries->Find(name)) return *cached;
+    }
+  }
+  NSF_ASSIGN_OR_RETURN(auto value, volume_->store().Get(keys::Dirent(dir->ino, name)));
+  std::optional<DirentRecord> found;
+  if (value) {
+    NSF_ASSIGN_OR_RETURN(found, DirentRecord::Decode(*value));
+    found->name = std::string(name);
+  }
+  CacheDirent(dir, name, found);
+  return found;
+}
+
+void Vfs::CacheDirent(Inode* dir, std::string_view name, const std::optional<DirentRecord>& d) {
+  std::lock_guard lazy(dir->lazy_mu);
+  if (!dir->dentries) dir->dentries = std::make_unique<DentryCache>();
+  dir->dentries->Put(name, d);
 }
 
 Result<Vfs::LockedEntry> Vfs::LockDirAndChild(uint64_t parent, std::string_view name) {
   NSF_ASSIGN_OR_RETURN(InodeRef dir, Get(parent));
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+  {
+    // The common case: the child comes after the directory in lock order
+    // (not a directory, or one with a higher number), so its lock can be
+    // taken under the directory's, and the entry cannot change meanwhile.
+    InodeRef child;  // before `locks`: unpinned after they are released
+    auto locks = std::make_unique<LockSet>();
+    locks->Add(dir.get());
+    locks->Lock();
+    NSF_RETURN_IF_ERROR(CheckAlive(*dir));
+    NSF_ASSIGN_OR_RETURN(auto d, FindDirent(dir.get(), name));
+    if (!d) return Status::Error(ENOENT, "no such entry");
+    NSF_ASSIGN_OR_RETURN(child, Get(d->ino));
+    if (!child->is_dir() || child->ino > dir->ino) {
+      locks->AddLocked(child.get());
+      return LockedEntry{std::move(dir), std::move(child), std::move(*d), std::move(locks)};
+    }
+  }
   for (;;) {
     InodeRef child;
     uint64_t child_ino = 0;
     {
       std::shared_lock lock(dir->mu);
       NSF_RETURN_IF_ERROR(CheckAlive(*dir));
-      NSF_ASSIGN_OR_RETURN(auto d, FindDirent(parent, name));
+      NSF_ASSIGN_OR_RETURN(auto d, FindDirent(dir.get(), name));
       if (!d) return Status::Error(ENOENT, "no such entry");
       child_ino = d->ino;
       NSF_ASSIGN_OR_RETURN(child, Get(child_ino));
@@ -69,7 +101,7 @@ Result<Vfs::LockedEntry> Vfs::LockDirAndChild(uint64_t parent, std::string_view 
     locks->Add(dir.get());
     locks->Add(child.get());
     locks->Lock();
-    NSF_ASSIGN_OR_RETURN(auto again, FindDirent(parent, name));
+    NSF_ASSIGN_OR_RETURN(auto again, FindDirent(dir.get(), name));
     if (!again) return Status::Error(ENOENT, "no such entry");
     if (again->ino == child_ino) {
       return LockedEntry{std::move(dir), std::move(child), std::move(*again), std::move(locks)};
@@ -84,13 +116,19 @@ void Vfs::AddDirent(Transaction* txn, Inode* dir, std::string_view name, const I
   d.type = child.type;
   d.cookie = dir->rec.next_cookie++;
   d.name = std::string(name);
-  txn->batch.Put(keys::Dirent(dir->ino, name), d.Encode(false));
-  txn->batch.Put(keys::Cookie(dir->ino, d.cookie), d.Encode(true));
+  PutDirent(txn, dir, d);
 }
 
-void Vfs::RemoveDirent(Transaction* txn, uint64_t dir, const DirentRecord& d) {
-  txn->batch.Delete(keys::Dirent(dir, d.name));
-  txn->batch.Delete(keys::Cookie(dir, d.cookie));
+void Vfs::PutDirent(Transaction* txn, Inode* dir, const DirentRecord& d) {
+  txn->batch.Put(keys::Dirent(dir->ino, d.name), d.Encode(false));
+  txn->batch.Put(keys::Cookie(dir->ino, d.cookie), d.Encode(true));
+  CacheDirent(dir, d.name, d);
+}
+
+void Vfs::RemoveDirent(Transaction* txn, Inode* dir, const DirentRecord& d) {
+  txn->batch.Delete(keys::Dirent(dir->ino, d.name));
+  txn->batch.Delete(keys::Cookie(dir->ino, d.cookie));
+  CacheDirent(dir, d.name, std::nullopt);
 }
 
 Status Vfs::DestroyInode(Transaction* txn, Inode* inode) {
@@ -99,13 +137,15 @@ Status Vfs::DestroyInode(Transaction* txn, Inode* inode) {
     txn->Free(inode->extents.Unmap(0, UINT64_MAX / 2));
     txn->PutExtentChanges(ino, inode->extents);
   }
-  NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::XattrPrefix(ino), "",
-                                            [&](std::string_view k, std::string_view) {
-                                              txn->batch.Delete(std::string(k));
-                                              return true;
-                                            }));
+  if (inode->maybe_xattrs) {
+    NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::XattrPrefix(ino), "",
+                                              [&](std::string_view k, std::string_view) {
+                                                txn->batch.Delete(std::string(k));
+                                                return true;
+                                              }));
+  }
   if (inode->type == S_IFLNK) txn->batch.Delete(keys::SymlinkTarget(ino));
-  txn->batch.Delete(keys::Orphan(ino));
+  if (inode->maybe_orphan_record) txn->batch.Delete(keys::Orphan(ino));
   txn->batch.Delete(keys::Inode(ino));
   ++txn->deleted_inodes;
   inode->dirty.reset();
@@ -123,13 +163,17 @@ Status Vfs::DropLink(Transaction* txn, Inode* inode) {
   }
   inode->rec.ctime = Now();
   if (inode->rec.nlink > 0) return Status::Ok();
-  if (inode->nlookup.load() > 0 || inode->open_count.load() > 0) {
-    // Still referenced: freed when the last reference goes (Retire), or by
-    // the orphan pass of the next mount if we crash first.
+  if (inode->open_count.load() > 0) {
+    // Still open: freed when the last handle goes (Retire), or by the
+    // orphan pass of the next mount if we crash first.
     txn->batch.Put(keys::Orphan(inode->ino), "");
+    inode->maybe_orphan_record = true;
     txn->PutInode(inode->rec);
     return Status::Ok();
   }
+  // Not open: nothing can reach its data any more, so it goes now, in this
+  // transaction. The kernel's lookup references (forgotten later) only pin
+  // the Inode, which answers ENOENT from now on.
   return DestroyInode(txn, inode);
 }
 
@@ -140,7 +184,7 @@ Result<Entry> Vfs::Lookup(uint64_t parent, std::string_view name) {
   InodeRef child;
   {
     std::shared_lock lock(dir->mu);
-    NSF_ASSIGN_OR_RETURN(auto d, FindDirent(parent, name));
+    NSF_ASSIGN_OR_RETURN(auto d, FindDirent(dir.get(), name));
     if (!d) return Status::Error(ENOENT, "no such entry");
     NSF_ASSIGN_OR_RETURN(child, Get(d->ino));
   }
@@ -170,7 +214,7 @@ Result<Entry> Vfs::MakeNode(uint64_t parent, std::string_view name, mode_t mode,
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
   std::unique_lock lock(dir->mu);
   if (dir->rec.nlink == 0 || dir->destroyed) return Status::Error(ENOENT, "directory was removed");
-  NSF_ASSIGN_OR_RETURN(auto existing, FindDirent(parent, name));
+  NSF_ASSIGN_OR_RETURN(auto existing, FindDirent(dir.get(), name));
   if (existing) return Status::Error(EEXIST, "entry exists");
   if (S_ISDIR(mode) && dir->rec.nlink >= kMaxLinks) return Status::Error(EMLINK, "too many links");
 
@@ -196,6 +240,7 @@ Result<Entry> Vfs::MakeNode(uint64_t parent, std::string_view name, mode_t mode,
   // Nobody else can reach the new inode before its entry exists (under the
   // directory's lock) and it is in the table, so it needs no lock yet.
   auto fresh = std::make_unique<Inode>(r);
+  fresh->maybe_orphan_record = fresh->maybe_xattrs = false;
   const InodeRecord dir_before = dir->rec;
   AddDirent(&txn, dir.get(), name, *fresh);
   if (S_ISDIR(mode)) ++dir->rec.nlink;
@@ -256,7 +301,7 @@ Result<Entry> Vfs::Create(uint64_t parent, std::string_view name, mode_t mode, b
     InodeRef inode;
     {
       std::shared_lock lock(dir->mu);
-      NSF_ASSIGN_OR_RETURN(auto d, FindDirent(parent, name));
+      NSF_ASSIGN_OR_RETURN(auto d, FindDirent(dir.get(), name));
       if (!d) continue;  // removed meanwhile: create it after all
       NSF_ASSIGN_OR_RETURN(inode, Get(d->ino));
     }
@@ -274,7 +319,7 @@ Status Vfs::Unlink(uint64_t parent, std::string_view name) {
   NSF_ASSIGN_OR_RETURN(LockedEntry e, LockDirAndChild(parent, name));
   if (e.child->is_dir()) return Status::Error(EISDIR, "is a directory");
   Transaction txn;
-  RemoveDirent(&txn, parent, e.entry);
+  RemoveDirent(&txn, e.dir.get(), e.entry);
   e.dir->rec.mtime = e.dir->rec.ctime = Now();
   NSF_RETURN_IF_ERROR(DropLink(&txn, e.child.get()));
   return Commit(std::move(txn), {e.dir.get(), e.child.get()}, false);
@@ -288,7 +333,7 @@ Status Vfs::Rmdir(uint64_t parent, std::string_view name) {
   NSF_ASSIGN_OR_RETURN(bool empty, IsDirEmpty(e.child->ino));
   if (!empty) return Status::Error(ENOTEMPTY, "directory not empty");
   Transaction txn;
-  RemoveDirent(&txn, parent, e.entry);
+  RemoveDirent(&txn, e.dir.get(), e.entry);
   --e.dir->rec.nlink;
   e.dir->rec.mtime = e.dir->rec.ctime = Now();
   NSF_RETURN_IF_ERROR(DropLink(&txn, e.child.get()));
@@ -343,9 +388,9 @@ Status Vfs::Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
       dirs.Add(src_dir.get());
       dirs.Add(dst_dir.get());
       dirs.Lock();
-      NSF_ASSIGN_OR_RETURN(src, FindDirent(parent, name));
+      NSF_ASSIGN_OR_RETURN(src, FindDirent(src_dir.get(), name));
       if (!src) return Status::Error(ENOENT, "no such entry");
-      NSF_ASSIGN_OR_RETURN(dst, FindDirent(new_parent, new_name));
+      NSF_ASSIGN_OR_RETURN(dst, FindDirent(dst_dir.get(), new_name));
       NSF_ASSIGN_OR_RETURN(moved, Get(src->ino));
       if (dst) {
         NSF_ASSIGN_OR_RETURN(target, Get(dst->ino));
@@ -357,8 +402,8 @@ Status Vfs::Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
     all.Add(moved.get());
     all.Add(target.get());
     all.Lock();
-    NSF_ASSIGN_OR_RETURN(auto src_now, FindDirent(parent, name));
-    NSF_ASSIGN_OR_RETURN(auto dst_now, FindDirent(new_parent, new_name));
+    NSF_ASSIGN_OR_RETURN(auto src_now, FindDirent(src_dir.get(), name));
+    NSF_ASSIGN_OR_RETURN(auto dst_now, FindDirent(dst_dir.get(), new_name));
     bool same = src_now && src_now->ino == src->ino &&
                 (dst ? (dst_now && dst_now->ino == dst->ino) : !dst_now);
     if (!same) continue;
@@ -396,10 +441,8 @@ Status Vfs::RenameLocked(Inode* src_dir, const DirentRecord& src, Inode* dst_dir
     a.type = dst->type;
     b.ino = src.ino;
     b.type = src.type;
-    txn.batch.Put(keys::Dirent(parent, a.name), a.Encode(false));
-    txn.batch.Put(keys::Cookie(parent, a.cookie), a.Encode(true));
-    txn.batch.Put(keys::Dirent(new_parent, b.name), b.Encode(false));
-    txn.batch.Put(keys::Cookie(new_parent, b.cookie), b.Encode(true));
+    PutDirent(&txn, src_dir, a);
+    PutDirent(&txn, dst_dir, b);
     if (parent != new_parent) {
       if (moved_is_dir) {
         moved->rec.parent = new_parent;
@@ -429,11 +472,11 @@ Status Vfs::RenameLocked(Inode* src_dir, const DirentRecord& src, Inode* dst_dir
     return Status::Error(EMLINK, "too many links");
   }
   if (target != nullptr) {
-    RemoveDirent(&txn, new_parent, *dst);
+    RemoveDirent(&txn, dst_dir, *dst);
     if (target_is_dir) --dst_dir->rec.nlink;
     NSF_RETURN_IF_ERROR(DropLink(&txn, target));
   }
-  RemoveDirent(&txn, parent, src);
+  RemoveDirent(&txn, src_dir, src);
   AddDirent(&txn, dst_dir, new_name, *moved);
   if (moved_is_dir && parent != new_parent) {
     moved->rec.parent = new_parent;
@@ -458,7 +501,7 @@ Result<Entry> Vfs::Link(uint64_t ino, uint64_t new_parent, std::string_view new_
   if (inode->rec.nlink == 0 || inode->destroyed) return Status::Error(ENOENT, "file was removed");
   if (inode->rec.nlink >= kMaxLinks) return Status::Error(EMLINK, "too many links");
   if (dir->rec.nlink == 0 || dir->destroyed) return Status::Error(ENOENT, "directory was removed");
-  NSF_ASSIGN_OR_RETURN(auto existing, FindDirent(new_parent, new_name));
+  NSF_ASSIGN_OR_RETURN(auto existing, FindDirent(dir.get(), new_name));
   if (existing) return Status::Error(EEXIST, "entry exists");
   Transaction txn;
   AddDirent(&txn, dir.get(), new_name, *inode);

@@ -38,6 +38,7 @@ Status Vfs::Setxattr(uint64_t ino, std::string_view name, std::string_view value
   if ((flags & XATTR_REPLACE) && !existing) return Status::Error(ENODATA, "no such xattr");
   Transaction txn;
   txn.batch.Put(keys::Xattr(ino, name), std::string(value));
+  inode->maybe_xattrs = true;
   inode->rec.ctime = Now();
   return Commit(std::move(txn), {inode.get()}, false);
 }
