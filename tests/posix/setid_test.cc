@@ -137,7 +137,7 @@ TEST_CASE("set-ID bits survive a remount once cleared", "[posix][attr][setid][pe
   TestVolume vol;
   vol.Mount();
   const std::string f = vol.Path("f");
-  WriteFile(f, "data", 0777);
+  WriteFile(f, "data");
   REQUIRE(ErrnoOf(::chmod(f.c_str(), 06777)) == 0);
   CHECK(RunAs(kNobody, kNogroup, [&] {
           int fd = ::open(f.c_str(), O_WRONLY);
@@ -156,7 +156,8 @@ TEST_CASE("a write removes security.capability, as on ext4", "[posix][attr][seti
   TestVolume vol;
   vol.Mount();
   const std::string f = vol.Path("f");
-  WriteFile(f, "data", 0777);
+  WriteFile(f, "data");
+  REQUIRE(ErrnoOf(::chmod(f.c_str(), 0777)) == 0);
   // struct vfs_cap_data, revision 2, with CAP_NET_RAW permitted.
   const unsigned char caps[20] = {0x00, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00};
   auto set_caps = [&] {
