@@ -58,8 +58,18 @@ struct Inode {
 
   // ---- guarded by mu: shared to read, exclusive to change (but see atime) ----
   InodeRecord rec;
-  // Regular files: the whole extent map, loaded with the inode.
-  ExtentMap extents;
+  // Regular files: the whole extent map, loaded with the inode; null while
+  // the file has none (most cached inodes), so read it through extents().
+  std::unique_ptr<ExtentMap> extent_map;
+  const ExtentMap& extents() const { return extent_map ? *extent_map : NoExtents(); }
+  ExtentMap& mutable_extents() {
+    if (!extent_map) extent_map = std::make_unique<ExtentMap>();
+    return *extent_map;
+  }
+  static const ExtentMap& NoExtents() {
+    static const ExtentMap none;
+    return none;
+  }
   // Unflagged data written but not yet persisted (null when clean).
   std::unique_ptr<DirtyRanges> dirty;
   uint64_t last_seq = 0;  // the last transaction that changed this inode

@@ -156,7 +156,7 @@ Status Vfs::LoadInto(Inode* inode) {
           inner = e.status();
           return false;
         }
-        inode->extents.Load(*e);
+        inode->mutable_extents().Load(*e);
         return true;
       }));
   return inner;
@@ -240,7 +240,7 @@ struct stat Vfs::StatOf(Inode* inode) {
   st.st_rdev = r.rdev;
   st.st_size = static_cast<off_t>(r.size);
   st.st_blksize = bs_;
-  uint64_t blocks = inode->is_reg() ? inode->extents.mapped_blocks() : 0;
+  uint64_t blocks = inode->is_reg() ? inode->extents().mapped_blocks() : 0;
   st.st_blocks = static_cast<blkcnt_t>(blocks * (bs_ / 512));
   {
     std::lock_guard lazy(inode->lazy_mu);
@@ -298,7 +298,7 @@ Status Vfs::PersistDirtyData(Inode* inode) {
     return st;
   };
   for (const auto& [start, end] : inode->dirty->ranges()) {
-    NSF_RETURN_IF_ERROR(ForEachByteRun(inode->extents, volume_->superblock(), start, end,
+    NSF_RETURN_IF_ERROR(ForEachByteRun(inode->extents(), volume_->superblock(), start, end,
                                        [&](const ByteRun& r) -> Status {
                                          if (!r.mapped) return Status::Ok();
                                          if (r.dev != run_end) NSF_RETURN_IF_ERROR(flush_run());

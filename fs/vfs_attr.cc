@@ -73,7 +73,7 @@ Status Vfs::TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* 
     uint64_t keep_blocks = (size + bs_ - 1) / bs_;
     uint64_t old_blocks = UINT64_MAX / 2;
     bool touches_nf = false;
-    for (const auto& [k, e] : inode->extents.extents()) {
+    for (const auto& [k, e] : inode->extents().extents()) {
       if (e.lend() > keep_blocks && (e.flags & kExtentNoFsync)) touches_nf = true;
     }
     if (touches_nf && options_.nf_punch == VfsOptions::NfPunch::kDeny) {
@@ -82,8 +82,8 @@ Status Vfs::TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* 
     // The old bytes past the new EOF in the last block stay until the file
     // grows again (ZeroTailForGrowth): zeroing them now could reach media
     // before this truncate is durable and corrupt the old state.
-    txn->Free(inode->extents.Unmap(keep_blocks, old_blocks - keep_blocks));
-    txn->PutExtentChanges(r.ino, inode->extents);
+    txn->Free(inode->mutable_extents().Unmap(keep_blocks, old_blocks - keep_blocks));
+    txn->PutExtentChanges(r.ino, inode->mutable_extents());
     if (inode->dirty != nullptr) inode->dirty->Truncate(size);
     *durable = *durable || touches_nf;
   } else if (size > r.size) {

@@ -78,7 +78,7 @@ Status Vfs::Read(uint64_t ino, uint64_t off, size_t size, const ReadSink& sink) 
   if (off < fsize && size > 0) {
     uint64_t end = std::min<uint64_t>(fsize, off + size);
     NSF_RETURN_IF_ERROR(ForEachByteRun(
-        inode->extents, volume_->superblock(), off, end, [&](const ByteRun& r) {
+        inode->extents(), volume_->superblock(), off, end, [&](const ByteRun& r) {
           if (r.mapped) {
             iov.push_back({volume_->device().data() + r.dev, r.end - r.pos});
             return Status::Ok();
@@ -122,7 +122,7 @@ Status Vfs::FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags, u
                       uint64_t keep_end, BlockRanges* allocated) {
   BlockRanges holes;
   for (auto [first, count] : ranges) {
-    auto h = inode->extents.Holes(first, count);
+    auto h = inode->extents().Holes(first, count);
     holes.insert(holes.end(), h.begin(), h.end());
   }
   uint64_t need = 0;
@@ -131,7 +131,7 @@ Status Vfs::FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags, u
   // Goal: right after the block mapped before the first hole, for contiguity.
   uint64_t goal = 0;
   if (holes[0].first > 0) {
-    auto prev = inode->extents.Find(holes[0].first - 1, 1);
+    auto prev = inode->extents().Find(holes[0].first - 1, 1);
     if (prev.mapped) goal = prev.pblk + 1;
   }
   NSF_ASSIGN_OR_RETURN(std::vector<BlockRun> runs, volume_->Allocate(need, goal));
@@ -184,7 +184,7 @@ Status Vfs::FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags, u
     }
   }
   for (const Piece& p : pieces) {
-    inode->extents.Map(p.lblk, p.count, p.pblk, flags);
+    inode->mutable_extents().Map(p.lblk, p.count, p.pblk, flags);
     if (allocated != nullptr) allocated->emplace_back(p.lblk, p.count);
   }
   return Status::Ok();
@@ -249,7 +249,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
     // Write what fits: the longest prefix whose holes can be allocated.
     uint64_t avail = volume_->free_blocks();
     uint64_t blk = first;
-    for (auto [hole, len] : inode->extents.Holes(first, last - first + 1)) {
+    for (auto [hole, len] : inode->extents().Holes(first, last - first + 1)) {
       if (len > avail) {
         blk = hole + avail;
         break;
@@ -280,7 +280,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
   bool wrote_plain = false, end_in_nf = false;
   PersistList now;
   NSF_RETURN_IF_ERROR(ForEachByteRun(
-      inode->extents, sb, off, end, [&](const ByteRun& r) {
+      inode->extents(), sb, off, end, [&](const ByteRun& r) {
         // Every block is mapped now (FillHoles above).
         volume_->device().Write(r.dev, data + (r.pos - off), r.end - r.pos);
         CrashPoint("vfs.write.copied");
@@ -302,7 +302,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
         return Status::Ok();
       }));
   for (auto [lblk, count] : fresh) {
-    NSF_RETURN_IF_ERROR(ForEachByteRun(inode->extents, sb, lblk * bs_, (lblk + count) * bs_,
+    NSF_RETURN_IF_ERROR(ForEachByteRun(inode->extents(), sb, lblk * bs_, (lblk + count) * bs_,
                                        [&](const ByteRun& r) {
                                          now.Add(r.dev, r.end - r.pos);
                                          return Status::Ok();
@@ -317,7 +317,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
   inode->attr_dirty = true;
   if (wrote_plain) inode->attr_needs_sync = true;
   Transaction txn;
-  txn.PutExtentChanges(r.ino, inode->extents);
+  txn.PutExtentChanges(r.ino, inode->mutable_extents());
   if (grew && end_in_nf) {
     // A size extension inside a preallocated NF range is durable before
     // the reply (SEMANTICS.md D2): one small durable record.

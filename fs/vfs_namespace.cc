@@ -133,9 +133,9 @@ void Vfs::RemoveDirent(Transaction* txn, Inode* dir, const DirentRecord& d) {
 
 Status Vfs::DestroyInode(Transaction* txn, Inode* inode) {
   uint64_t ino = inode->ino;
-  if (inode->is_reg()) {
-    txn->Free(inode->extents.Unmap(0, UINT64_MAX / 2));
-    txn->PutExtentChanges(ino, inode->extents);
+  if (inode->extent_map) {
+    txn->Free(inode->extent_map->Unmap(0, UINT64_MAX / 2));
+    txn->PutExtentChanges(ino, *inode->extent_map);
   }
   if (inode->maybe_xattrs) {
     NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::XattrPrefix(ino), "",

@@ -31,7 +31,7 @@ bool Vfs::IsNosyncXattr(std::string_view name) {
 
 Vfs::BlockRanges Vfs::NosyncBlocks(const Inode& inode) const {
   BlockRanges out;
-  for (const auto& [lblk, e] : inode.extents.extents()) {
+  for (const auto& [lblk, e] : inode.extents().extents()) {
     if (!(e.flags & kExtentNoFsync)) continue;
     if (!out.empty() && out.back().first + out.back().second == e.lblk) {
       out.back().second += e.len;
@@ -50,12 +50,12 @@ Status Vfs::ApplyNosyncSet(Inode* inode, const BlockRanges& target) {
   // so a failure leaves the file exactly as it was.
   NSF_RETURN_IF_ERROR(FillHoles(inode, target, kExtentNoFsync));
   CrashPoint("vfs.nosync.filled");
-  inode->extents.SetFlags(0, kMaxFileOffset / bs_ + 1, kExtentNoFsync, 0);
+  inode->mutable_extents().SetFlags(0, kMaxFileOffset / bs_ + 1, kExtentNoFsync, 0);
   for (auto [first, count] : target) {
-    inode->extents.SetFlags(first, count, kExtentNoFsync, kExtentNoFsync);
+    inode->mutable_extents().SetFlags(first, count, kExtentNoFsync, kExtentNoFsync);
   }
   Transaction txn;
-  txn.PutExtentChanges(inode->rec.ino, inode->extents);
+  txn.PutExtentChanges(inode->rec.ino, inode->mutable_extents());
   inode->rec.ctime = Now();
   // Mapping and flags are durable before setxattr returns (D1).
   return Commit(std::move(txn), {inode}, /*durable=*/true);
@@ -92,7 +92,7 @@ Result<std::string> Vfs::GetNosyncLocked(Inode* inode, std::string_view name) {
   } else {
     // One line per extent: logical offset, length, device offset (bytes), flags.
     const Superblock& sb = volume_->superblock();
-    for (const auto& [lblk, e] : inode->extents.extents()) {
+    for (const auto& [lblk, e] : inode->extents().extents()) {
       char line[128];
       std::snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu64 " %" PRIu64 " %s\n",
                     e.lblk * bs_, e.len * bs_, sb.BlockOffset(e.pblk),

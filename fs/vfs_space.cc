@@ -50,7 +50,7 @@ Status Vfs::AllocateLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_s
   bool grows = !keep_size && off + len > inode->rec.size;
   if (grows) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off + len));
   Transaction txn;
-  txn.PutExtentChanges(inode->ino, inode->extents);
+  txn.PutExtentChanges(inode->ino, inode->mutable_extents());
   inode->rec.ctime = Now();
   if (grows) {
     inode->rec.size = off + len;
@@ -60,7 +60,7 @@ Status Vfs::AllocateLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_s
 }
 
 Status Vfs::ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_nf) {
-  return ForEachByteRun(inode->extents, volume_->superblock(), off, end, [&](const ByteRun& r) {
+  return ForEachByteRun(inode->extents(), volume_->superblock(), off, end, [&](const ByteRun& r) {
     if (!r.mapped) return Status::Ok();
     volume_->device().Zero(r.dev, r.end - r.pos);
     if (!(r.flags & kExtentNoFsync)) {
@@ -79,7 +79,7 @@ Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
   uint64_t touched_first = off / bs_, touched_end = (end + bs_ - 1) / bs_;
   bool overlaps_nf = false;
   for (uint64_t pos = touched_first; pos < touched_end;) {
-    auto seg = inode->extents.Find(pos, touched_end - pos);
+    auto seg = inode->extents().Find(pos, touched_end - pos);
     if (seg.mapped && (seg.flags & kExtentNoFsync)) overlaps_nf = true;
     pos += seg.len;
   }
@@ -99,10 +99,10 @@ Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
   CrashPoint("vfs.punch.zeroed");
   Transaction txn;
   if (full_first < full_end) {
-    txn.Free(inode->extents.Unmap(full_first, full_end - full_first));
+    txn.Free(inode->mutable_extents().Unmap(full_first, full_end - full_first));
     // Dirty tracking of unmapped bytes is moot; PersistDirtyData skips holes.
   }
-  txn.PutExtentChanges(inode->ino, inode->extents);
+  txn.PutExtentChanges(inode->ino, inode->mutable_extents());
   inode->rec.mtime = inode->rec.ctime = Now();
   // Over NF extents the punch is atomic (one transaction) and durable on
   // return (SEMANTICS.md section 4).
@@ -120,7 +120,7 @@ Status Vfs::ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_
   if (!keep_size && off > inode->rec.size) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off));
   NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, end, &touched_nf));
   Transaction txn;
-  txn.PutExtentChanges(inode->ino, inode->extents);
+  txn.PutExtentChanges(inode->ino, inode->mutable_extents());
   inode->rec.mtime = inode->rec.ctime = Now();
   bool grew = !keep_size && end > inode->rec.size;
   if (grew) inode->rec.size = end;
@@ -135,7 +135,7 @@ Result<uint64_t> Vfs::Lseek(uint64_t ino, uint64_t off, int whence) {
   if (off >= size) return Status::Error(ENXIO, "past end of file");
   uint64_t pos = off;
   while (pos < size) {
-    auto seg = inode->extents.Find(pos / bs_, UINT64_MAX / 2);
+    auto seg = inode->extents().Find(pos / bs_, UINT64_MAX / 2);
     bool is_data = seg.mapped;
     if ((whence == SEEK_DATA) == is_data) return pos;
     uint64_t next = (pos / bs_ + seg.len) * bs_;
@@ -175,7 +175,7 @@ Result<size_t> Vfs::CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino
       size_t chunk = std::min(buf.size(), len - done);
       uint64_t start = off_in + done;
       NSF_RETURN_IF_ERROR(ForEachByteRun(
-          in->extents, volume_->superblock(), start, start + chunk, [&](const ByteRun& r) {
+          in->extents(), volume_->superblock(), start, start + chunk, [&](const ByteRun& r) {
             char* dst = buf.data() + (r.pos - start);
             if (r.mapped) {
               volume_->device().Read(r.dev, dst, r.end - r.pos);
