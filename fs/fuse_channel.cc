@@ -18,8 +18,10 @@ namespace {
 constexpr uint32_t kClaimedInitFlags = FUSE_HANDLE_KILLPRIV_V2 | FUSE_PARALLEL_DIROPS;
 
 thread_local RawRequest t_request;
-// The stats of the session this process serves (one session per daemon).
+// The stats and INIT hook of the session this process serves (one session
+// per daemon).
 RequestStats* g_stats = nullptr;
+std::function<void()> g_after_init;
 
 const char* OpcodeName(uint32_t op) {
   switch (op) {
@@ -146,7 +148,10 @@ ssize_t ChannelWritev(int fd, struct iovec* iov, int count, void*) {
       init->flags |= g_offered_init_flags.load() & kClaimedInitFlags;
       std::vector<struct iovec> patched(iov, iov + count);
       patched[1].iov_base = body.data();
-      return ::writev(fd, patched.data(), count);
+      ssize_t n = ::writev(fd, patched.data(), count);
+      // The kernel applies the INIT reply within this writev.
+      if (n >= 0 && g_after_init) g_after_init();
+      return n;
     }
   }
   return ::writev(fd, iov, count);
@@ -176,8 +181,9 @@ std::string RequestStats::Format() const {
 
 const RawRequest& CurrentRawRequest() { return t_request; }
 
-int AttachFuseChannel(fuse_session* se, RequestStats* stats) {
+int AttachFuseChannel(fuse_session* se, RequestStats* stats, std::function<void()> after_init) {
   g_stats = stats;
+  g_after_init = std::move(after_init);
   fuse_custom_io io{};
   io.read = ChannelRead;
   io.writev = ChannelWritev;

@@ -23,6 +23,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 struct fuse_session;
@@ -53,8 +54,11 @@ struct RawRequest {
 const RawRequest& CurrentRawRequest();
 
 // Installs the channel on `se`, which must be mounted and not yet running.
-// Counts into `stats`, which must outlive the session. 0 on success, else a
-// negative errno.
-int AttachFuseChannel(fuse_session* se, RequestStats* stats);
+// Counts into `stats`, which must outlive the session. `after_init` (if
+// set) runs once the kernel has taken the INIT reply, i.e. once the mount's
+// parameters are the kernel's (e.g. to raise its readahead, which INIT can
+// only lower). 0 on success, else a negative errno.
+int AttachFuseChannel(fuse_session* se, RequestStats* stats,
+                      std::function<void()> after_init = nullptr);
 
 }  // namespace nosyncfs

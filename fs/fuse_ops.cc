@@ -106,8 +106,10 @@ void OpInit(void*, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   // Requests read with read(2), so that the FuseChannel sees them whole.
   conn->want &= ~FUSE_CAP_SPLICE_READ;
-  // 1 MiB requests: as large as libfuse's buffer allows.
+  // 1 MiB requests: as large as libfuse's buffer allows; readahead as much
+  // (the kernel takes at most what it offered; main.cc raises it after).
   conn->max_write = 1u << 20;
+  conn->max_readahead = 1u << 20;
   // FUSE_CAP_ATOMIC_O_TRUNC stays on: open/create truncate (Vfs::Open).
 }
 

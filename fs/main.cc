@@ -102,9 +102,9 @@ std::string UnescapeMountPath(const std::string& s) {
 
 // The kernel offers 128 KiB of readahead in INIT, and the reply can only
 // lower it; reads of 1 MiB (max_pages) need the bdi's readahead raised
-// through sysfs (root only). Finds the mount's device number in
-// /proc/self/mountinfo: the mount itself cannot be asked anything before
-// the session serves.
+// through sysfs (root only), after INIT. Finds the mount's device number in
+// /proc/self/mountinfo: the mount itself cannot be asked anything while
+// the session is busy with INIT.
 void RaiseReadahead(const std::string& real_mountpoint) {
   constexpr int kReadaheadKiB = 1024;
   std::ifstream mountinfo("/proc/self/mountinfo");
@@ -171,12 +171,13 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
   } else if (fuse_session_mount(se, mo.mountpoint.c_str()) != 0) {
     reporter->Fail("cannot mount on " + mo.mountpoint + " (is /dev/fuse available?)");
     fuse_remove_signal_handlers(se);
-  } else if (int err = AttachFuseChannel(se, &ctx.stats); err != 0) {
+  } else if (int err = AttachFuseChannel(se, &ctx.stats,
+                                         [&] { RaiseReadahead(real_mountpoint); });
+             err != 0) {
     reporter->Fail(std::string("cannot attach to the FUSE channel: ") + std::strerror(-err));
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
   } else {
-    RaiseReadahead(real_mountpoint);
     spdlog::info("mounted {} on {}", mo.device, mo.mountpoint);
     reporter->Ready();
     // Crash tests count crash points from here: the workload's, not mount's.

@@ -63,4 +63,34 @@ TEST_CASE("a 4 KiB write costs exactly one FUSE request", "[posix][requests]") {
   }
 }
 
+TEST_CASE("large I/O travels in 1 MiB requests, reads with 1 MiB readahead", "[posix][requests]") {
+  TestVolume vol;
+  vol.Mount();
+  constexpr size_t k1M = 1 << 20;
+  constexpr int kMiBs = 16;
+  const std::string data = Pattern(9, kMiBs * k1M);
+  {
+    Fd fd = MustOpen(vol.Path("big"), O_CREAT | O_WRONLY);
+    auto before = MountStats(vol.mountpoint());
+    for (int i = 0; i < kMiBs; ++i) MustPwrite(fd.get(), data.substr(i * k1M, k1M), i * k1M);
+    auto after = MountStats(vol.mountpoint());
+    CHECK(after["WRITE"] - before["WRITE"] == kMiBs);
+  }
+  // Opening again drops the file's page cache; reading it in 4 KiB
+  // read(2)s then reaches the daemon as readahead, 1 MiB at a time.
+  Fd fd = MustOpen(vol.Path("big"), O_RDONLY);
+  auto before = MountStats(vol.mountpoint());
+  std::string got;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+  auto after = MountStats(vol.mountpoint());
+  CHECK(FirstMismatch(got, data) == "");
+  uint64_t reads = after["READ"] - before["READ"];
+  INFO("READ requests for " << kMiBs << " MiB read in 4 KiB steps: " << reads);
+  // 128 KiB readahead would take 128 requests; a few more than 16 allows
+  // for the first, smaller, readahead window.
+  CHECK(reads <= kMiBs + 8);
+}
+
 }  // namespace nosyncfs::test
