@@ -1,25 +1,184 @@
 #!/usr/bin/env bash
-# Runs tests/bench/nosync_bench on a fresh 1 GiB image in /dev/shm, once
-# per persistence mode. Usage: tools/bench.sh [COUNT]
+# tools/bench.sh: nosyncfs side by side with kernel tmpfs and libfuse's
+# passthrough_ll, in one run on this machine, as one table with ratios to
+# passthrough_ll. A benchmark, not a test: it asserts nothing.
+#
+# Columns: tmpfs (a directory in /dev/shm), passthrough_ll (built from
+# Debian's libfuse3-dev examples, mounted with default_permissions over a
+# tmpfs directory), nosyncfs (image in /dev/shm, default mount, unflagged
+# files) and nosyncfs NF (the same mount, files laid out and flagged
+# user.nosync=all before timing starts: every write is durable on return).
+#
+# Rows: fio (psync engine) 4 KiB sequential write without fsync; 4 KiB
+# write + fsync each; 4 KiB random write and random read with 1 and 2
+# jobs; 1 MiB sequential write and read; then create, stat and unlink of
+# 10,000 empty files (tests/bench/meta_bench).
+#
+# Each figure is the median of BENCH_ROUNDS runs (default 3), the targets
+# taking turns, so that the shared machine's drift spreads over all of them.
+#
+# Environment: BENCH_ROUNDS, BENCH_RUNTIME (seconds per fio run, default
+# 4), BENCH_DIR (where the images and mounts live, default /dev/shm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh >/dev/null
 BIN=$PWD/build/bin
-# BENCH_DIR picks where the image lives (default /dev/shm: persist is cheap
-# there, so FUSE round trips dominate; a disk-backed dir shows msync cost).
+RUNTIME=${BENCH_RUNTIME:-4}
+ROUNDS=${BENCH_ROUNDS:-3}
 WORK=$(mktemp -d "${BENCH_DIR:-/dev/shm}/nosyncfs-bench.XXXXXX")
+MOUNTS=()
+
 cleanup() {
-  if grep -qs " $WORK/mnt " /proc/mounts; then fusermount3 -u "$WORK/mnt"; fi
-  sleep 1
+  for m in "${MOUNTS[@]}"; do
+    if grep -qs " $m fuse" /proc/mounts; then fusermount3 -u "$m" || true; fi
+  done
+  # Our daemons release their images once they have finished shutting down.
+  for _ in $(seq 100); do
+    fuser -s "$WORK"/img "$WORK"/ptll-src 2>/dev/null || break
+    sleep 0.1
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-mkdir "$WORK/mnt"
-for mode in none strict; do
-  "$BIN/mkfs.nosyncfs" -f -s 1G "$WORK/img" >/dev/null
-  "$BIN/nosyncfs" "$WORK/img" "$WORK/mnt" -o emulate=$mode
-  echo "== emulate=$mode"
-  "$BIN/nosync_bench" "$WORK/mnt" "${1:-5000}"
-  fusermount3 -u "$WORK/mnt"
-  sleep 1
+
+# passthrough_ll, from the examples Debian ships with libfuse3-dev.
+PTLL_SRC=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
+PTLL=""
+if [ -f "$PTLL_SRC" ]; then
+  mkdir -p build/bench
+  if [ ! -x build/bench/passthrough_ll ] || [ "$PTLL_SRC" -nt build/bench/passthrough_ll ]; then
+    cc -O2 -I"$(dirname "$PTLL_SRC")" "$PTLL_SRC" $(pkg-config --cflags --libs fuse3) \
+      -o build/bench/passthrough_ll
+  fi
+  PTLL=$PWD/build/bench/passthrough_ll
+else
+  echo "(no $PTLL_SRC: the passthrough_ll column is left out)" >&2
+fi
+
+mkdir -p "$WORK"/tmpfs "$WORK"/ptll-src "$WORK"/ptll "$WORK"/nsf
+if [ -n "$PTLL" ]; then
+  "$PTLL" -o source="$WORK"/ptll-src,default_permissions "$WORK"/ptll
+  MOUNTS+=("$WORK"/ptll)
+fi
+"$BIN"/mkfs.nosyncfs -s 6G "$WORK"/img >/dev/null
+"$BIN"/nosyncfs "$WORK"/img "$WORK"/nsf
+MOUNTS+=("$WORK"/nsf)
+mkdir "$WORK"/nsf/nf "$WORK"/nsf/plain
+
+TARGETS=(tmpfs ptll nsf nf)
+dir_of() {
+  case $1 in
+    tmpfs) echo "$WORK/tmpfs" ;;
+    ptll) echo "$WORK/ptll" ;;
+    nsf) echo "$WORK/nsf/plain" ;;
+    nf) echo "$WORK/nsf/nf" ;;
+  esac
+}
+have() { [ "$1" != ptll ] || [ -n "$PTLL" ]; }
+
+# fio terse (version 3) fields: read IOPS 8, read bandwidth (KiB/s) 7,
+# read mean latency (us) 40; write IOPS 49, bandwidth 48, mean latency 81.
+FIELD_IOPS_R=8; FIELD_BW_R=7; FIELD_IOPS_W=49; FIELD_BW_W=48; FIELD_LAT_W=81
+
+# run_fio TARGET FIELD SCALE FIO_ARGS...: lays the files out (and flags
+# them for NF), then runs the job once, timed; prints FIELD / SCALE, and
+# the mean write latency (us) after it.
+run_fio() {
+  local target=$1 field=$2 scale=$3
+  shift 3
+  local dir
+  dir=$(dir_of "$target")
+  rm -f "$dir"/job.*
+  fio --name=job --directory="$dir" --filename_format='job.$jobnum' --ioengine=psync \
+    --create_only=1 "$@" >/dev/null
+  if [ "$target" = nf ]; then
+    for f in "$dir"/job.*; do setfattr -n user.nosync -v all "$f"; done
+  fi
+  fio --name=job --directory="$dir" --filename_format='job.$jobnum' --ioengine=psync \
+    --group_reporting --output-format=terse --terse-version=3 "$@" |
+    awk -F';' -v f="$field" -v s="$scale" -v l=$FIELD_LAT_W '{ printf "%.1f %.1f\n", $f / s, $l }'
+  rm -f "$dir"/job.*
+}
+
+declare -A RESULT  # key,target -> the figures of every round
+ROWS=()
+# row KEY LABEL UNIT FIELD SCALE [LATENCY_KEY LATENCY_LABEL] -- FIO_ARGS...
+row() {
+  local key=$1 label=$2 unit=$3 field=$4 scale=$5 lat_key="" lat_label=""
+  shift 5
+  if [ "$1" != -- ]; then lat_key=$1 lat_label=$2; shift 2; fi
+  shift
+  [ -z "$lat_key" ] || ROWS+=("$lat_key|$lat_label|us")
+  ROWS+=("$key|$label|$unit")
+  local figure lat
+  for _ in $(seq "$ROUNDS"); do
+    for t in "${TARGETS[@]}"; do
+      have "$t" || continue
+      read -r figure lat < <(run_fio "$t" "$field" "$scale" "$@")
+      RESULT[$key,$t]+="$figure "
+      [ -z "$lat_key" ] || RESULT[$lat_key,$t]+="$lat "
+    done
+  done
+}
+median() {
+  [ -n "${1// /}" ] || return 0
+  # shellcheck disable=SC2086  # one word per figure
+  printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+# Metadata first, on fresh mounts; five rounds whatever BENCH_ROUNDS says
+# (they are short, and the noisiest).
+for op in create stat unlink; do ROWS+=("$op|$op 10,000 empty files|ops/s"); done
+for _ in $(seq 5); do
+  for t in tmpfs ptll nsf; do
+    have "$t" || continue
+    while read -r op rate; do RESULT[$op,$t]+="$rate "; done < <("$BIN"/meta_bench "$(dir_of "$t")" 10000)
+  done
+done
+
+TIMED=(--time_based --runtime="$RUNTIME")
+echo "running (about $(((RUNTIME + 2) * 4 * 8 * ROUNDS / 60 + 1)) minutes) ..." >&2
+row seqw "4K seq write (no fsync)" "IOPS" $FIELD_IOPS_W 1 \
+  seqw_lat "4K seq write (no fsync): latency" -- \
+  --rw=write --bs=4k --size=64m "${TIMED[@]}"
+row fsync "4K write + fsync each" "IOPS" $FIELD_IOPS_W 1 -- \
+  --rw=write --bs=4k --size=64m --fsync=1 "${TIMED[@]}"
+row randw1 "4K random write, 1 job" "IOPS" $FIELD_IOPS_W 1 -- \
+  --rw=randwrite --bs=4k --size=64m --numjobs=1 "${TIMED[@]}"
+row randw2 "4K random write, 2 jobs" "IOPS" $FIELD_IOPS_W 1 -- \
+  --rw=randwrite --bs=4k --size=64m --numjobs=2 "${TIMED[@]}"
+row randr1 "4K random read, 1 job" "IOPS" $FIELD_IOPS_R 1 -- \
+  --rw=randread --bs=4k --size=64m --numjobs=1 "${TIMED[@]}"
+row randr2 "4K random read, 2 jobs" "IOPS" $FIELD_IOPS_R 1 -- \
+  --rw=randread --bs=4k --size=64m --numjobs=2 "${TIMED[@]}"
+row seqw1m "1M seq write" "MiB/s" $FIELD_BW_W 1024 -- \
+  --rw=write --bs=1m --size=1g "${TIMED[@]}"
+row seqr1m "1M seq read" "MiB/s" $FIELD_BW_R 1024 -- \
+  --rw=read --bs=1m --size=1g "${TIMED[@]}"
+
+# The table: medians, then each nosyncfs column as a ratio to
+# passthrough_ll (for latency, passthrough_ll's over ours: above 1 is
+# better, as for every other row).
+declare -A MEDIAN
+for r in "${ROWS[@]}"; do
+  key=${r%%|*}
+  for t in "${TARGETS[@]}"; do MEDIAN[$key,$t]=$(median "${RESULT[$key,$t]:-}"); done
+done
+printf '\n%-36s %-6s %11s %11s %11s %11s %9s %9s\n' workload unit tmpfs passthru_ll \
+  nosyncfs "nosyncfs NF" "nsf/ptll" "NF/ptll"
+for r in "${ROWS[@]}"; do
+  IFS='|' read -r key label unit <<<"$r"
+  line=$(printf '%-36s %-6s' "$label" "$unit")
+  for t in "${TARGETS[@]}"; do line+=$(printf ' %11s' "${MEDIAN[$key,$t]:--}"); done
+  for t in nsf nf; do
+    ours=${MEDIAN[$key,$t]:-} base=${MEDIAN[$key,ptll]:-}
+    if [ -z "$ours" ] || [ -z "$base" ]; then
+      line+=$(printf ' %9s' -)
+    elif [ "$unit" = us ]; then
+      line+=$(awk -v a="$base" -v b="$ours" 'BEGIN { printf " %8.2fx", a / b }')
+    else
+      line+=$(awk -v a="$ours" -v b="$base" 'BEGIN { printf " %8.2fx", a / b }')
+    fi
+  done
+  echo "$line"
 done
