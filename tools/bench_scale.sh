@@ -3,7 +3,9 @@
 # 1,000,000) empty files in one directory of a fresh nosyncfs (image in
 # /dev/shm), and reports:
 #   - the create rate of every tenth of them (it must not fall as the
-#     directory grows);
+#     directory grows), with kernel tmpfs's in the same run (the kernel's
+#     own caches slow down as a directory grows, for every file system)
+#     and the daemon's CPU time per create (user + system, from /proc);
 #   - ls -f: its time, and that it lists them all;
 #   - the daemon's heap per cached inode: its heap with every inode cached
 #     (the kernel holds a reference to each), less its heap once the kernel
@@ -48,8 +50,21 @@ empty_mount=$(mount_timed)
 mkdir "$MNT"/d
 heap_empty=$(stat_of heap_bytes)
 
-echo "== creating $COUNT empty files in one directory (rate per $((COUNT / 10)))"
-"$BIN"/meta_bench --grow "$MNT"/d "$COUNT" $((COUNT / 10))
+STEP=$((COUNT / 10))
+mkdir "$WORK"/tmpfs
+PID=$(fuser "$WORK"/img 2>/dev/null | awk '{ print $1 }')
+cpu_us() { awk '{ print ($14 + $15) * 1000000 / '"$(getconf CLK_TCK)"' }' /proc/"$PID"/stat; }
+echo "== creating $COUNT empty files in one directory"
+printf '%12s %14s %14s %18s\n' files "tmpfs/s" "nosyncfs/s" "daemon CPU us/op"
+for ((first = 0; first < COUNT; first += STEP)); do
+  tmpfs_rate=$("$BIN"/meta_bench --grow "$WORK"/tmpfs "$STEP" "$STEP" "$first" | awk '{ print $4 }')
+  before=$(cpu_us)
+  rate=$("$BIN"/meta_bench --grow "$MNT"/d "$STEP" "$STEP" "$first" | awk '{ print $4 }')
+  after=$(cpu_us)
+  printf '%12s %14s %14s %18.1f\n' $((first + STEP)) "$tmpfs_rate" "$rate" \
+    "$(awk -v a="$before" -v b="$after" -v n="$STEP" 'BEGIN { print (b - a) / n }')"
+done
+rm -rf "$WORK"/tmpfs
 
 cached=$(stat_of cached_inodes)
 heap_cached=$(stat_of heap_bytes)

@@ -4,9 +4,11 @@
 //                                       files in DIR/meta_bench (a new
 //                                       directory); prints "create R",
 //                                       "stat R", "unlink R" (operations/s)
-//   meta_bench --grow DIR COUNT STEP    creates COUNT empty files in DIR
-//                                       (kept), printing the create rate of
-//                                       every STEP files: "at N rate R"
+//   meta_bench --grow DIR COUNT STEP [FIRST]
+//                                       creates COUNT empty files in DIR
+//                                       (kept, named from fFIRST on),
+//                                       printing the create rate of every
+//                                       STEP files: "at N rate R"
 //
 // A benchmark, not a test: it prints figures and asserts nothing about them.
 #include <fcntl.h>
@@ -61,12 +63,12 @@ int CreateStatUnlink(const std::string& root, long count) {
   return 0;
 }
 
-int Grow(const std::string& dir, long count, long step) {
+int Grow(const std::string& dir, long count, long step, long first) {
   auto t = Clock::now();
   for (long i = 0; i < count; ++i) {
-    Create(Name(dir, i));
+    Create(Name(dir, first + i));
     if ((i + 1) % step == 0) {
-      std::printf("at %ld rate %.0f\n", i + 1, static_cast<double>(step) / Seconds(t));
+      std::printf("at %ld rate %.0f\n", first + i + 1, static_cast<double>(step) / Seconds(t));
       std::fflush(stdout);
       t = Clock::now();
     }
@@ -78,9 +80,9 @@ int Grow(const std::string& dir, long count, long step) {
 
 int main(int argc, char** argv) {
   if (argc == 3) return CreateStatUnlink(argv[1], std::atol(argv[2]));
-  if (argc == 5 && std::strcmp(argv[1], "--grow") == 0) {
-    return Grow(argv[2], std::atol(argv[3]), std::atol(argv[4]));
+  if ((argc == 5 || argc == 6) && std::strcmp(argv[1], "--grow") == 0) {
+    return Grow(argv[2], std::atol(argv[3]), std::atol(argv[4]), argc == 6 ? std::atol(argv[5]) : 0);
   }
-  std::fprintf(stderr, "usage: meta_bench DIR COUNT | meta_bench --grow DIR COUNT STEP\n");
+  std::fprintf(stderr, "usage: meta_bench DIR COUNT | meta_bench --grow DIR COUNT STEP [FIRST]\n");
   return 2;
 }
