@@ -12,6 +12,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
+
 #include "tests/harness/mount_fixture.h"
 #include "tests/harness/posix_util.h"
 
@@ -25,62 +27,48 @@ struct Modification {
   std::function<int(const std::string& path, const std::string& other)> run;
 };
 
-int Fail() { return errno != 0 ? errno : EIO; }
+// Opens `path` with `flags`, runs op(fd) (0, or -1 with errno set), closes
+// it; returns 0 or the errno of what failed.
+int OnFile(const std::string& path, int flags, const std::function<int(int)>& op) {
+  int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return errno;
+  int rc = op(fd) == 0 ? 0 : (errno != 0 ? errno : EIO);
+  ::close(fd);
+  return rc;
+}
+
+int WriteOneByte(const std::string& p) {
+  return OnFile(p, O_WRONLY, [](int fd) { return ::pwrite(fd, "x", 1, 0) == 1 ? 0 : -1; });
+}
 
 std::vector<Modification> Modifications() {
   return {
-      {"write",
-       [](const std::string& p, const std::string&) {
-         int fd = ::open(p.c_str(), O_WRONLY);
-         if (fd < 0) return Fail();
-         int rc = ::pwrite(fd, "x", 1, 0) == 1 ? 0 : Fail();
-         ::close(fd);
-         return rc;
-       }},
+      {"write", [](const std::string& p, const std::string&) { return WriteOneByte(p); }},
       {"ftruncate",
        [](const std::string& p, const std::string&) {
-         int fd = ::open(p.c_str(), O_WRONLY);
-         if (fd < 0) return Fail();
-         int rc = ::ftruncate(fd, 100) == 0 ? 0 : Fail();
-         ::close(fd);
-         return rc;
+         return OnFile(p, O_WRONLY, [](int fd) { return ::ftruncate(fd, 100); });
        }},
       {"open O_TRUNC",
        [](const std::string& p, const std::string&) {
-         int fd = ::open(p.c_str(), O_WRONLY | O_TRUNC);
-         if (fd < 0) return Fail();
-         ::close(fd);
-         return 0;
+         return OnFile(p, O_WRONLY | O_TRUNC, [](int) { return 0; });
        }},
       {"fallocate",
        [](const std::string& p, const std::string&) {
-         int fd = ::open(p.c_str(), O_WRONLY);
-         if (fd < 0) return Fail();
-         int rc = ::fallocate(fd, 0, 0, 8192) == 0 ? 0 : Fail();
-         ::close(fd);
-         return rc;
+         return OnFile(p, O_WRONLY, [](int fd) { return ::fallocate(fd, 0, 0, 8192); });
        }},
       {"punch hole",
        [](const std::string& p, const std::string&) {
-         int fd = ::open(p.c_str(), O_WRONLY);
-         if (fd < 0) return Fail();
-         int rc = ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == 0
-                      ? 0
-                      : Fail();
-         ::close(fd);
-         return rc;
+         return OnFile(p, O_WRONLY, [](int fd) {
+           return ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096);
+         });
        }},
       {"copy_file_range into it",
        [](const std::string& p, const std::string& other) {
-         int in = ::open(other.c_str(), O_RDONLY);
-         int out = ::open(p.c_str(), O_WRONLY);
-         int rc = in >= 0 && out >= 0 &&
-                          ::copy_file_range(in, nullptr, out, nullptr, 10, 0) == 10
-                      ? 0
-                      : Fail();
-         if (in >= 0) ::close(in);
-         if (out >= 0) ::close(out);
-         return rc;
+         return OnFile(other, O_RDONLY, [&](int in) {
+           return OnFile(p, O_WRONLY, [&](int out) {
+             return ::copy_file_range(in, nullptr, out, nullptr, 10, 0) == 10 ? 0 : -1;
+           });
+         });
        }},
   };
 }
@@ -139,13 +127,7 @@ TEST_CASE("set-ID bits survive a remount once cleared", "[posix][attr][setid][pe
   const std::string f = vol.Path("f");
   WriteFile(f, "data");
   REQUIRE(ErrnoOf(::chmod(f.c_str(), 06777)) == 0);
-  CHECK(RunAs(kNobody, kNogroup, [&] {
-          int fd = ::open(f.c_str(), O_WRONLY);
-          if (fd < 0) return errno;
-          int rc = ::pwrite(fd, "x", 1, 0) == 1 ? 0 : errno;
-          ::close(fd);
-          return rc;
-        }) == 0);
+  CHECK(RunAs(kNobody, kNogroup, [&] { return WriteOneByte(f); }) == 0);
   SyncWholeFs(vol.mountpoint());
   vol.KillDaemon();
   vol.Mount();
@@ -167,19 +149,12 @@ TEST_CASE("a write removes security.capability, as on ext4", "[posix][attr][seti
   auto has_caps = [&] { return ::getxattr(f.c_str(), "security.capability", nullptr, 0) > 0; };
   SECTION("written by root") {
     set_caps();
-    Fd fd = MustOpen(f, O_WRONLY);
-    MustPwrite(fd.get(), "x", 0);
+    CHECK(WriteOneByte(f) == 0);
     CHECK_FALSE(has_caps());
   }
   SECTION("written by an unprivileged user") {
     set_caps();
-    CHECK(RunAs(kNobody, kNogroup, [&] {
-            int fd = ::open(f.c_str(), O_WRONLY);
-            if (fd < 0) return errno;
-            int rc = ::pwrite(fd, "x", 1, 0) == 1 ? 0 : errno;
-            ::close(fd);
-            return rc;
-          }) == 0);
+    CHECK(RunAs(kNobody, kNogroup, [&] { return WriteOneByte(f); }) == 0);
     CHECK_FALSE(has_caps());
   }
 }

@@ -33,6 +33,13 @@ std::string RandomSmallWrites(int fd, uint64_t seed) {
   return model;
 }
 
+// A preallocated file "f" of kFile bytes on the mount.
+Fd PreallocatedFile(const TestVolume& vol) {
+  Fd fd = MustOpen(vol.Path("f"), O_CREAT | O_RDWR);
+  REQUIRE(::fallocate(fd.get(), 0, 0, kFile) == 0);
+  return fd;
+}
+
 }  // namespace
 
 TEST_CASE("fsync after 20,000 random small writes persists each dirty range once",
@@ -43,8 +50,7 @@ TEST_CASE("fsync after 20,000 random small writes persists each dirty range once
   vol.Mount();
   std::string model;
   {
-    Fd fd = MustOpen(vol.Path("f"), O_CREAT | O_RDWR);
-    REQUIRE(::fallocate(fd.get(), 0, 0, kFile) == 0);
+    Fd fd = PreallocatedFile(vol);
     REQUIRE(::fsync(fd.get()) == 0);
     auto before = MountStats(vol.mountpoint());
     model = RandomSmallWrites(fd.get(), seed);
@@ -74,8 +80,7 @@ TEST_CASE("unmount after 20,000 unsynced random small writes is prompt and loses
   vol.Mount();
   std::string model;
   {
-    Fd fd = MustOpen(vol.Path("f"), O_CREAT | O_RDWR);
-    REQUIRE(::fallocate(fd.get(), 0, 0, kFile) == 0);
+    Fd fd = PreallocatedFile(vol);
     model = RandomSmallWrites(fd.get(), seed);
   }
   // Unmount() fails the test unless the daemon has finished its durable
