@@ -21,11 +21,18 @@ namespace {
 // request of the kernel's (atime as reads update it), and a second is what
 // the kernel's own coherence with them costs.
 constexpr double kCacheTimeout = 1.0;
-// Entries (name -> inode) may be cached for a day: every change to a name
-// goes through this mount, whose kernel updates its dentries itself, as for
-// a local file system, so revalidating them (a LOOKUP before each
-// operation on a name older than the timeout) would only ever confirm them.
-constexpr double kEntryTimeout = 86400.0;
+// Entries (name -> inode) of directories may be cached for a day: every
+// change to a name goes through this mount, whose kernel updates its
+// dentries itself, as for a local file system, so revalidating them (a
+// LOOKUP before each path walk through a directory older than the timeout)
+// would only ever confirm them. Entries of other files keep a second, so
+// that a wrong link count in the kernel's cache lasts at most that long:
+// the kernel drops its count by one when an unlink returns, even when a
+// GETATTR reply that already counted the unlink was applied first (a stat
+// racing the unlink), and at zero it fails link(2) with ENOENT itself. A
+// revalidation of the entry reads the true count.
+constexpr double kDirEntryTimeout = 86400.0;
+constexpr double kFileEntryTimeout = 1.0;
 
 constexpr char kReservedXattrPrefix[] = "user.nosyncfs.";
 constexpr int kCapFsetid = 4;  // CAP_FSETID, <linux/capability.h>
@@ -80,7 +87,7 @@ fuse_entry_param EntryParam(const Entry& e) {
   p.generation = 1;
   p.attr = e.attr;
   p.attr_timeout = kCacheTimeout;
-  p.entry_timeout = kEntryTimeout;
+  p.entry_timeout = S_ISDIR(e.attr.st_mode) ? kDirEntryTimeout : kFileEntryTimeout;
   return p;
 }
 

@@ -100,7 +100,17 @@ class PosixStressFs final : public StressFs {
     return Errno(::rename(P(from).c_str(), P(to).c_str()), "rename " + from + " " + to);
   }
   Status Link(const std::string& existing, const std::string& to) override {
-    return Errno(::link(P(existing).c_str(), P(to).c_str()), "link " + to);
+    if (::link(P(existing).c_str(), P(to).c_str()) == 0) return Status::Ok();
+    if (errno != ENOENT) return ErrnoStatus("link " + to);
+    // The kernel's FUSE client keeps a file's link count itself and drops it
+    // by one when an unlink returns; a GETATTR answered after the daemon
+    // committed that unlink but applied before the unlink's reply lowers it
+    // twice. At zero, link(2) fails with ENOENT before the daemon is asked,
+    // until the entry's revalidation (after the file entry timeout of one
+    // second) reads the true count. The existing file is linked once that
+    // has happened; an ENOENT from the daemon itself would persist.
+    ::usleep(1'200'000);
+    return Errno(::link(P(existing).c_str(), P(to).c_str()), "link " + to + " (retried)");
   }
   Status Unlink(const std::string& path) override {
     return Errno(::unlink(P(path).c_str()), "unlink " + path);
