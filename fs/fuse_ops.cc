@@ -5,6 +5,8 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -248,17 +250,37 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   ReplyStatus(req, VfsOf(req)->Fsync(ino, datasync != 0));
 }
 
-void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Status st = VfsOf(req)->Opendir(ino);
-  if (!st.ok()) return ReplyError(req, st);
-  fuse_reply_open(req, fi);
+// An open directory (fi->fh): where the current pass of readdir ends. A
+// pass begins at opendir and again at offset 0 (rewinddir), which must see
+// the directory as it is then.
+struct DirStream {
+  std::atomic<uint64_t> end;
+};
+
+DirStream* DirStreamOf(const fuse_file_info* fi) {
+  return reinterpret_cast<DirStream*>(static_cast<uintptr_t>(fi->fh));
 }
 
-void ReaddirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto end = VfsOf(req)->Opendir(ino);
+  if (!end.ok()) return ReplyError(req, end.status());
+  auto* ds = new DirStream{*end};
+  fi->fh = reinterpret_cast<uintptr_t>(ds);
+  if (fuse_reply_open(req, fi) != 0) delete ds;
+}
+
+void ReaddirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+                   bool plus) {
+  DirStream* ds = DirStreamOf(fi);
+  if (off == 0) {
+    auto end = VfsOf(req)->Opendir(ino);
+    if (!end.ok()) return ReplyError(req, end.status());
+    ds->end = *end;
+  }
   std::vector<char> buf(size);
   size_t used = 0;
   Status st = VfsOf(req)->Readdir(
-      ino, static_cast<uint64_t>(off), plus,
+      ino, static_cast<uint64_t>(off), ds->end, plus,
       [&](std::string_view name, const struct stat& attr, uint64_t next) {
         std::string n(name);
         size_t need;
@@ -278,15 +300,19 @@ void ReaddirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  ReaddirCommon(req, ino, size, off, false);
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  ReaddirCommon(req, ino, size, off, fi, false);
 }
 
-void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  ReaddirCommon(req, ino, size, off, true);
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                   fuse_file_info* fi) {
+  ReaddirCommon(req, ino, size, off, fi, true);
 }
 
-void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete DirStreamOf(fi);
+  fuse_reply_err(req, 0);
+}
 
 void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
   ReplyStatus(req, VfsOf(req)->Fsyncdir(ino));
@@ -338,7 +364,8 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
-  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  // Before the start is never inside the file: ENXIO, as ext4 and xfs say.
+  if (off < 0) return (void)fuse_reply_err(req, ENXIO);
   auto r = VfsOf(req)->Lseek(ino, static_cast<uint64_t>(off), whence);
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_reply_lseek(req, static_cast<off_t>(*r));

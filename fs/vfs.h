@@ -132,7 +132,11 @@ class Vfs {
   Result<Entry> Create(uint64_t parent, std::string_view name, mode_t mode, bool exclusive,
                        bool truncate, const Caller& caller, bool kill_suidgid = false);
   void Release(uint64_t ino);
-  Status Opendir(uint64_t ino);
+  // Starts a pass of readdir over a directory: returns the cookie that ends
+  // it. Entries added or renamed from now on get cookies at or past it, so
+  // a pass that stops there lists each entry that stays for the whole pass
+  // exactly once and always ends, however busy the directory is.
+  Result<uint64_t> Opendir(uint64_t ino);
 
   // Calls sink with iovecs that point into the device mapping (and a zero
   // buffer for holes), under the inode's shared lock: sink must copy (or
@@ -147,12 +151,14 @@ class Vfs {
   Status Fsync(uint64_t ino, bool datasync);
   Status Fsyncdir(uint64_t ino);
 
-  // Emits entries after offset `off`; emit(name, attr, next_off) returns
-  // false when the reply buffer is full. With `plus`, attr is complete and
-  // each emitted entry (but "." and "..") counts as a lookup.
+  // Emits entries after offset `off` and before cookie `end` (from
+  // Opendir); emit(name, attr, next_off) returns false when the reply buffer
+  // is full. With `plus`, attr is complete and each emitted entry (but "."
+  // and "..") counts as a lookup.
   using DirSink = std::function<bool(std::string_view name, const struct stat& attr,
                                      uint64_t next_off)>;
-  Status Readdir(uint64_t ino, uint64_t off, bool plus, const DirSink& emit);
+  static constexpr uint64_t kReaddirToEnd = UINT64_MAX;
+  Status Readdir(uint64_t ino, uint64_t off, uint64_t end, bool plus, const DirSink& emit);
 
   Result<struct statvfs> Statfs();
 

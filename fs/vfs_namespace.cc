@@ -514,13 +514,14 @@ Result<Entry> Vfs::Link(uint64_t ino, uint64_t new_parent, std::string_view new_
   return Entry{inode->ino, StatOf(inode.get())};
 }
 
-Status Vfs::Opendir(uint64_t ino) {
+Result<uint64_t> Vfs::Opendir(uint64_t ino) {
   NSF_ASSIGN_OR_RETURN(InodeRef dir, Get(ino));
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
-  return Status::Ok();
+  std::shared_lock lock(dir->mu);
+  return dir->rec.next_cookie;
 }
 
-Status Vfs::Readdir(uint64_t ino, uint64_t off, bool plus, const DirSink& emit) {
+Status Vfs::Readdir(uint64_t ino, uint64_t off, uint64_t end, bool plus, const DirSink& emit) {
   NSF_ASSIGN_OR_RETURN(InodeRef dir, Get(ino));
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
   // Cookies are below 2^64 - 1; an offset at the end lists nothing (and
@@ -558,6 +559,7 @@ Status Vfs::Readdir(uint64_t ino, uint64_t off, bool plus, const DirSink& emit) 
   for (;;) {
     std::vector<DirentRecord> chunk;
     std::vector<InodeRef> children;
+    bool past_end = false;
     {
       std::shared_lock lock(dir->mu);
       Status inner;
@@ -567,6 +569,10 @@ Status Vfs::Readdir(uint64_t ino, uint64_t off, bool plus, const DirSink& emit) 
             auto d = DirentRecord::Decode(v);
             if (!d.ok()) {
               inner = d.status();
+              return false;
+            }
+            if (d->cookie >= end) {
+              past_end = true;  // added or renamed after the pass began
               return false;
             }
             if (plus) {
@@ -602,7 +608,7 @@ Status Vfs::Readdir(uint64_t ino, uint64_t off, bool plus, const DirSink& emit) 
       child->nlookup.fetch_add(1);
       off = d.cookie;
     }
-    if (chunk.size() < kReaddirChunk) return Status::Ok();
+    if (past_end || chunk.size() < kReaddirChunk) return Status::Ok();
   }
 }
 

@@ -488,7 +488,7 @@ Status VfsWriteAll(Vfs& vfs, uint64_t ino, uint64_t off, std::string_view data) 
 
 Result<std::vector<DirEntry>> VfsReaddir(Vfs& vfs, uint64_t dir, uint64_t off, size_t max) {
   std::vector<DirEntry> out;
-  NSF_RETURN_IF_ERROR(vfs.Readdir(dir, off, /*plus=*/false,
+  NSF_RETURN_IF_ERROR(vfs.Readdir(dir, off, Vfs::kReaddirToEnd, /*plus=*/false,
                                   [&](std::string_view name, const struct stat& st,
                                       uint64_t next_off) {
                                     // Returning false means "buffer full":

@@ -1,6 +1,7 @@
 // Directory listing on a real mount: every entry once with its type and
-// inode number, and offsets (telldir/seekdir, getdents64 d_off cookies) that
-// stay valid while other entries are added and removed.
+// inode number, offsets (telldir/seekdir, getdents64 d_off cookies) that
+// stay valid while other entries are added and removed, and a pass that
+// ends however busily entries are renamed.
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -305,6 +306,94 @@ TEST_CASE("getdents64 cookies stay valid under concurrent change", "[posix][read
   }
   CHECK(seen["."] == 1);
   CHECK(seen[".."] == 1);
+}
+
+// A pass of readdir that another thread renames entries under: every rename
+// gives the entry a new cookie, and a pass that followed them would list
+// them again and again. The pass ends at the cookie in use when it began.
+TEST_CASE("one pass of readdir ends while entries are renamed", "[posix][readdir]") {
+  TestVolume vol;
+  vol.Mount();
+
+  constexpr int kKeep = 1500;
+  constexpr int kMoving = 1500;
+  REQUIRE(ErrnoOf(::mkdir(vol.Path("d").c_str(), 0755)) == 0);
+  for (int i = 0; i < kKeep; ++i) Touch(vol.Path("d/" + Name("keep", i)));
+  for (int i = 0; i < kMoving; ++i) Touch(vol.Path("d/" + Name("a", i)));
+
+  // Renames each moving entry between its two names, round after round,
+  // until told to stop (or, bounded, after a minute's worth).
+  std::atomic<bool> stop{false};
+  std::atomic<int> renames{0};
+  std::atomic<int> rename_errors{0};
+  std::thread renamer([&] {
+    for (int round = 0; round < 200 && !stop; ++round) {
+      const char* from = round % 2 == 0 ? "a" : "b";
+      const char* to = round % 2 == 0 ? "b" : "a";
+      for (int i = 0; i < kMoving && !stop; ++i) {
+        if (::rename(vol.Path("d/" + Name(from, i)).c_str(),
+                     vol.Path("d/" + Name(to, i)).c_str()) != 0) {
+          ++rename_errors;
+        }
+        ++renames;
+      }
+    }
+  });
+  REQUIRE(WaitUntil([&] { return renames >= 100; }));
+
+  Fd dir = MustOpen(vol.Path("d"), O_RDONLY | O_DIRECTORY);
+  std::map<std::string, int> seen;
+  size_t listed = 0;
+  bool ended = false;
+  alignas(8) char buf[256];  // a few entries per call: a slow reader
+  const size_t cap = 20 * (kKeep + kMoving);  // a pass that never ends fails here
+  while (listed < cap) {
+    ssize_t n = ::getdents64(dir.get(), buf, sizeof buf);
+    REQUIRE(ErrnoOf(n) == 0);
+    if (n == 0) {
+      ended = true;
+      break;
+    }
+    for (ssize_t off = 0; off < n;) {
+      auto* de = reinterpret_cast<struct dirent64*>(buf + off);
+      ++seen[de->d_name];
+      ++listed;
+      off += de->d_reclen;
+    }
+  }
+  int renames_during = renames;
+  stop = true;
+  renamer.join();
+
+  INFO("renames while reading " << renames_during << ", entries listed " << listed);
+  CHECK(rename_errors == 0);
+  REQUIRE(ended);
+  CHECK(renames_during > 200);
+  // No more entries than the directory held when the pass began.
+  CHECK(listed <= static_cast<size_t>(kKeep + kMoving + 2));
+  for (const auto& [name, count] : seen) {
+    INFO(name);
+    CHECK(count == 1);
+  }
+  int missing = 0;
+  for (int i = 0; i < kKeep; ++i) missing += seen.count(Name("keep", i)) ? 0 : 1;
+  CHECK(missing == 0);
+
+  // A new pass (rewinddir) sees the directory as it is now.
+  Touch(vol.Path("d/new"));
+  REQUIRE(::lseek(dir.get(), 0, SEEK_SET) == 0);
+  bool found_new = false;
+  for (;;) {
+    ssize_t n = ::getdents64(dir.get(), buf, sizeof buf);
+    REQUIRE(ErrnoOf(n) == 0);
+    if (n == 0) break;
+    for (ssize_t off = 0; off < n;) {
+      auto* de = reinterpret_cast<struct dirent64*>(buf + off);
+      found_new = found_new || std::strcmp(de->d_name, "new") == 0;
+      off += de->d_reclen;
+    }
+  }
+  CHECK(found_new);
 }
 
 // With an empty inode cache the kernel fills attributes from READDIRPLUS
