@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -434,9 +435,14 @@ TEST_CASE("lseek SEEK_DATA and SEEK_HOLE on a sparse file", "[posix][data][seek]
   CHECK(ErrnoOf(::lseek(f, 2 * m, SEEK_DATA)) == ENXIO);
   CHECK(ErrnoOf(::lseek(f, 2 * m, SEEK_HOLE)) == ENXIO);
   CHECK(ErrnoOf(::lseek(f, 3 * m, SEEK_DATA)) == ENXIO);
+  // Before the start: ENXIO too (not EINVAL), as on ext4 and xfs.
+  CHECK(ErrnoOf(::lseek(f, -1, SEEK_DATA)) == ENXIO);
+  CHECK(ErrnoOf(::lseek(f, -static_cast<off_t>(bs), SEEK_HOLE)) == ENXIO);
   // The file offset moved to the last successful answer.
   CHECK(::lseek(f, bs, SEEK_DATA) == m);
   CHECK(::lseek(f, 0, SEEK_CUR) == m);
+  CHECK(ErrnoOf(::lseek(f, 2 * m, SEEK_DATA)) == ENXIO);
+  CHECK(::lseek(f, 0, SEEK_CUR) == m);  // a failed seek leaves it
 
   // Data up to EOF: the only hole is the virtual one at EOF.
   Fd full = MustOpen(vol.Path("full"), O_CREAT | O_RDWR, 0644);
@@ -455,6 +461,49 @@ TEST_CASE("lseek SEEK_DATA and SEEK_HOLE on a sparse file", "[posix][data][seek]
   Fd empty = MustOpen(vol.Path("empty"), O_CREAT | O_RDWR, 0644);
   CHECK(ErrnoOf(::lseek(empty.get(), 0, SEEK_DATA)) == ENXIO);
   CHECK(ErrnoOf(::lseek(empty.get(), 0, SEEK_HOLE)) == ENXIO);
+}
+
+// ext4 reports preallocated (unwritten) extents as holes. nosyncfs has no
+// unwritten state: fallocate allocates zeroed blocks, and NF ranges take
+// writes (durable on return) without any metadata change that could mark a
+// block written, so allocated blocks are data, whoever wrote them. What is
+// beyond EOF is never reported.
+TEST_CASE("lseek SEEK_DATA and SEEK_HOLE over preallocated ranges", "[posix][data][seek]") {
+  TestVolume vol;
+  vol.Mount();
+  const off_t bs = vol.block_size();
+
+  // A preallocated range in the middle of a sparse file is data.
+  Fd fd = MustOpen(vol.Path("p"), O_CREAT | O_RDWR, 0644);
+  REQUIRE(ErrnoOf(::ftruncate(fd.get(), 16 * bs)) == 0);
+  REQUIRE(ErrnoOf(::fallocate(fd.get(), 0, 4 * bs, 2 * bs)) == 0);
+  CHECK(::lseek(fd.get(), 0, SEEK_DATA) == 4 * bs);
+  CHECK(::lseek(fd.get(), 4 * bs, SEEK_HOLE) == 6 * bs);
+  CHECK(ErrnoOf(::lseek(fd.get(), 6 * bs, SEEK_DATA)) == ENXIO);  // ends in a hole
+
+  // Preallocated past EOF (KEEP_SIZE): the virtual hole at EOF, no data after.
+  Fd k = MustOpen(vol.Path("k"), O_CREAT | O_RDWR, 0644);
+  MustPwrite(k.get(), Pattern(21, 100, 0), 0);
+  REQUIRE(ErrnoOf(::fallocate(k.get(), FALLOC_FL_KEEP_SIZE, 0, 8 * bs)) == 0);
+  CHECK(::lseek(k.get(), 0, SEEK_HOLE) == 100);
+  CHECK(::lseek(k.get(), 99, SEEK_DATA) == 99);
+  CHECK(ErrnoOf(::lseek(k.get(), 100, SEEK_DATA)) == ENXIO);
+  CHECK(ErrnoOf(::lseek(k.get(), 5 * bs, SEEK_HOLE)) == ENXIO);
+
+  // An NF range preallocated past EOF: the same.
+  Fd nf = MustOpen(vol.Path("nf"), O_CREAT | O_RDWR, 0644);
+  MustPwrite(nf.get(), Pattern(22, 2 * bs, 0), 0);
+  const std::string ranges = "0-" + std::to_string(8 * bs);
+  REQUIRE(ErrnoOf(::fsetxattr(nf.get(), "user.nosync", ranges.data(), ranges.size(), 0)) == 0);
+  CHECK(MustFstat(nf.get()).st_size == 2 * bs);
+  CHECK(::lseek(nf.get(), 0, SEEK_DATA) == 0);
+  CHECK(::lseek(nf.get(), 0, SEEK_HOLE) == 2 * bs);
+  CHECK(ErrnoOf(::lseek(nf.get(), 2 * bs, SEEK_DATA)) == ENXIO);
+  CHECK(ErrnoOf(::lseek(nf.get(), 2 * bs, SEEK_HOLE)) == ENXIO);
+  // Growing the size over the preallocated NF blocks makes them data.
+  REQUIRE(ErrnoOf(::ftruncate(nf.get(), 6 * bs)) == 0);
+  CHECK(::lseek(nf.get(), 3 * bs, SEEK_DATA) == 3 * bs);
+  CHECK(::lseek(nf.get(), 0, SEEK_HOLE) == 6 * bs);
 }
 
 TEST_CASE("copy_file_range copies the right bytes", "[posix][data][copy]") {
