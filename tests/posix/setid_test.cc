@@ -25,6 +25,7 @@ namespace {
 struct Modification {
   const char* name;
   std::function<int(const std::string& path, const std::string& other)> run;
+  bool nf = false;  // the file is flagged user.nosync=all first
 };
 
 // Opens `path` with `flags`, runs op(fd) (0, or -1 with errno set), closes
@@ -44,6 +45,8 @@ int WriteOneByte(const std::string& p) {
 std::vector<Modification> Modifications() {
   return {
       {"write", [](const std::string& p, const std::string&) { return WriteOneByte(p); }},
+      {"write into an NF range",
+       [](const std::string& p, const std::string&) { return WriteOneByte(p); }, true},
       {"ftruncate",
        [](const std::string& p, const std::string&) {
          return OnFile(p, O_WRONLY, [](int fd) { return ::ftruncate(fd, 100); });
@@ -60,6 +63,22 @@ std::vector<Modification> Modifications() {
        [](const std::string& p, const std::string&) {
          return OnFile(p, O_WRONLY, [](int fd) {
            return ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096);
+         });
+       }},
+      {"fallocate KEEP_SIZE",
+       [](const std::string& p, const std::string&) {
+         return OnFile(p, O_WRONLY,
+                       [](int fd) { return ::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 65536); });
+       }},
+      {"zero range",
+       [](const std::string& p, const std::string&) {
+         return OnFile(p, O_WRONLY,
+                       [](int fd) { return ::fallocate(fd, FALLOC_FL_ZERO_RANGE, 100, 5000); });
+       }},
+      {"zero range KEEP_SIZE",
+       [](const std::string& p, const std::string&) {
+         return OnFile(p, O_WRONLY, [](int fd) {
+           return ::fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 4096, 8192);
          });
        }},
       {"copy_file_range into it",
@@ -96,6 +115,7 @@ TEST_CASE("set-ID bits: unprivileged modifications clear them, root's keep them"
     INFO(m.name);
     const std::string f = vol.Path("f");
     WriteFile(f, std::string(8192, 'a'), 0777);
+    if (m.nf) REQUIRE(ErrnoOf(::setxattr(f.c_str(), "user.nosync", "all", 3, 0)) == 0);
 
     // An unprivileged caller clears set-user-ID and (with group execute)
     // set-group-ID.
