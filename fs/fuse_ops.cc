@@ -120,6 +120,9 @@ void OpInit(void*, fuse_conn_info* conn) {
   conn->max_write = 1u << 20;
   conn->max_readahead = 1u << 20;
   // FUSE_CAP_ATOMIC_O_TRUNC stays on: open/create truncate (Vfs::Open).
+  // File handles (name_to_handle_at, NFS export) outlive the kernel's
+  // inode cache: it looks up "." and ".." by inode number (Vfs::Lookup).
+  if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
 }
 
 void OpDestroy(void* userdata) {

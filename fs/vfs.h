@@ -105,6 +105,11 @@ class Vfs {
   // Call when no other method runs any more.
   Status Shutdown();
 
+  // "." and ".." are not entries here: the kernel asks for them to turn a
+  // file handle into an inode it has forgotten (export support), so they
+  // name `parent` itself (of any type) and, for a directory, its parent.
+  // Inode numbers are never reused, so a handle stays good until its inode
+  // is unlinked, and ENOENT (the kernel's ESTALE) after that.
   Result<Entry> Lookup(uint64_t parent, std::string_view name);
   // Drops `n` kernel references; an unlinked inode is freed at zero.
   void Forget(uint64_t ino, uint64_t n);
@@ -240,6 +245,9 @@ class Vfs {
   // such inode. Callers hold a lock that keeps the inode's name (or the
   // kernel's reference) alive, so a loaded record cannot be stale.
   Result<InodeRef> Get(uint64_t ino);
+  // Lookup of "." (the inode `ino`) or, with parent_of_dir, ".." (its
+  // parent directory).
+  Result<Entry> LookupByIno(uint64_t ino, bool parent_of_dir);
   // The cached inode, pinned, or an empty ref.
   InodeRef Find(uint64_t ino);
   // Waits until the placeholder is loaded; false if loading failed.

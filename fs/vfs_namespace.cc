@@ -178,6 +178,7 @@ Status Vfs::DropLink(Transaction* txn, Inode* inode) {
 }
 
 Result<Entry> Vfs::Lookup(uint64_t parent, std::string_view name) {
+  if (name == "." || name == "..") return LookupByIno(parent, name == "..");
   NSF_ASSIGN_OR_RETURN(InodeRef dir, Get(parent));
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
   if (name.size() > kMaxNameLen) return Status::Error(ENAMETOOLONG, "name too long");
@@ -195,6 +196,26 @@ Result<Entry> Vfs::Lookup(uint64_t parent, std::string_view name) {
   NSF_RETURN_IF_ERROR(CheckAlive(*child));
   child->nlookup.fetch_add(1);
   return Entry{child->ino, StatOf(child.get())};
+}
+
+Result<Entry> Vfs::LookupByIno(uint64_t ino, bool parent_of_dir) {
+  NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
+  if (parent_of_dir) {
+    uint64_t up;
+    {
+      std::shared_lock lock(inode->mu);
+      NSF_RETURN_IF_ERROR(CheckAlive(*inode));
+      if (!inode->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+      up = inode->rec.parent ? inode->rec.parent : kRootIno;
+    }
+    NSF_ASSIGN_OR_RETURN(inode, Get(up));
+  }
+  std::shared_lock lock(inode->mu);
+  NSF_RETURN_IF_ERROR(CheckAlive(*inode));
+  // Unlinked (and open elsewhere): its handles are stale, as on ext4.
+  if (inode->rec.nlink == 0) return Status::Error(ENOENT, "inode was unlinked");
+  inode->nlookup.fetch_add(1);
+  return Entry{inode->ino, StatOf(inode.get())};
 }
 
 void Vfs::Forget(uint64_t ino, uint64_t n) {
