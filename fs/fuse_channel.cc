@@ -106,6 +106,9 @@ void Inspect(const char* buf, size_t len) {
         t_request.kill_suidgid = (o->open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
       }
       break;
+    case FUSE_TMPFILE:
+      t_request.tmpfile = true;
+      [[fallthrough]];
     case FUSE_CREATE:
       if (const auto* c = ArgOf<fuse_create_in>(buf, len)) {
         t_request.kill_suidgid = (c->open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
@@ -125,6 +128,10 @@ ssize_t ChannelRead(int fd, void* buf, size_t len, void*) {
   if (n <= 0) return n;
   const char* b = static_cast<const char*>(buf);
   Inspect(b, static_cast<size_t>(n));
+  if (t_request.tmpfile) {
+    // Arguments and reply are CREATE's; libfuse 3.14 only knows CREATE.
+    static_cast<fuse_in_header*>(buf)->opcode = FUSE_CREATE;
+  }
   if (t_request.opcode == FUSE_INIT) {
     if (const auto* init = ArgOf<fuse_init_in>(b, static_cast<size_t>(n))) {
       g_offered_init_flags.store(init->flags);

@@ -14,7 +14,10 @@
 //    not at all and forgets to pass the second on;
 //  - it keeps, per thread, the kill-set-ID flags of the request being
 //    processed (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID,
-//    FUSE_OPEN_KILL_SUIDGID), which libfuse 3.14 drops while decoding.
+//    FUSE_OPEN_KILL_SUIDGID), which libfuse 3.14 drops while decoding;
+//  - it hands FUSE_TMPFILE (O_TMPFILE), which libfuse 3.14 would answer
+//    with ENOSYS, to libfuse as the CREATE it resembles (same arguments,
+//    same reply), marked as a tmpfile request.
 //
 // libfuse's loop reads a request and processes it on the same thread, so
 // the per-thread flags always belong to the request a handler serves.
@@ -50,6 +53,10 @@ struct RawRequest {
   // The kernel asks the file system to clear set-ID bits as part of this
   // write, truncate, chown or O_TRUNC open.
   bool kill_suidgid = false;
+  // A FUSE_TMPFILE request, which libfuse decodes as a CREATE: create an
+  // unnamed file in the directory (its name, "/", is the kernel's
+  // placeholder), open it, and leave it linkable (linkat AT_EMPTY_PATH).
+  bool tmpfile = false;
 };
 const RawRequest& CurrentRawRequest();
 

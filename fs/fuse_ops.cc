@@ -218,8 +218,10 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
-  auto r = VfsOf(req)->Create(parent, name, mode, fi->flags & O_EXCL, fi->flags & O_TRUNC,
-                              CallerOf(req), CurrentRawRequest().kill_suidgid);
+  auto r = CurrentRawRequest().tmpfile
+               ? VfsOf(req)->CreateTmpfile(parent, mode, CallerOf(req))
+               : VfsOf(req)->Create(parent, name, mode, fi->flags & O_EXCL, fi->flags & O_TRUNC,
+                                    CallerOf(req), CurrentRawRequest().kill_suidgid);
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_entry_param p = EntryParam(*r);
   fi->keep_cache = 0;

@@ -81,6 +81,9 @@ struct Inode {
   // deletes only what can exist.
   bool maybe_orphan_record = true;
   bool maybe_xattrs = true;
+  // Made by O_TMPFILE and not linked yet: the one inode without links that
+  // link(2) may give a name (the kernel allows it unless O_EXCL was given).
+  bool linkable = false;
   // rec differs from the store: timestamps of writes that committed
   // nothing, kept until the next commit (SEMANTICS.md section 1).
   bool attr_dirty = false;

@@ -110,7 +110,10 @@ Status Vfs::Init() {
     NSF_RETURN_IF_ERROR(DestroyInode(&txn, inode.get()));
     NSF_RETURN_IF_ERROR(volume_->Commit(std::move(txn), /*durable=*/false).status());
   }
-  if (!orphans.empty()) spdlog::info("freed {} unlinked-while-open inodes", orphans.size());
+  if (!orphans.empty()) {
+    spdlog::info("freed {} orphan inodes (unlinked while open, or O_TMPFILE never linked)",
+                 orphans.size());
+  }
   return Status::Ok();
 }
 

@@ -136,6 +136,10 @@ class Vfs {
   Status Open(uint64_t ino, bool truncate = false, bool kill_suidgid = false);
   Result<Entry> Create(uint64_t parent, std::string_view name, mode_t mode, bool exclusive,
                        bool truncate, const Caller& caller, bool kill_suidgid = false);
+  // O_TMPFILE: a regular file without a name in directory `parent`, open,
+  // linkable with linkat(AT_EMPTY_PATH). Until then it is an orphan: freed
+  // on its last close, or by the next mount's recovery after a crash.
+  Result<Entry> CreateTmpfile(uint64_t parent, mode_t mode, const Caller& caller);
   void Release(uint64_t ino);
   // Starts a pass of readdir over a directory: returns the cookie that ends
   // it. Entries added or renamed from now on get cookies at or past it, so
@@ -283,6 +287,13 @@ class Vfs {
   // With `open`, the new inode starts with one open handle (Create).
   Result<Entry> MakeNode(uint64_t parent, std::string_view name, mode_t mode, dev_t rdev,
                          std::string_view symlink_target, const Caller& caller, bool open);
+  // The record of a new inode of `mode` made by `caller` in `dir` (whose
+  // lock is held), with its inode number taken in txn.
+  InodeRecord NewInodeRecord(Transaction* txn, const Inode& dir, mode_t mode, dev_t rdev,
+                             const Caller& caller);
+  // Puts a committed new inode into the table, referenced by one lookup
+  // (and one open handle, with `open`).
+  Entry AdoptNewInode(std::unique_ptr<Inode> fresh, bool open);
   // Entry changes, into txn and the directory's DentryCache (mu exclusive;
   // a failed commit clears the cache, see Commit).
   void AddDirent(Transaction* txn, Inode* dir, std::string_view name, const Inode& child);

@@ -240,20 +240,7 @@ Result<Entry> Vfs::MakeNode(uint64_t parent, std::string_view name, mode_t mode,
   if (S_ISDIR(mode) && dir->rec.nlink >= kMaxLinks) return Status::Error(EMLINK, "too many links");
 
   Transaction txn;
-  InodeRecord r;
-  r.ino = volume_->NextInodeNumber(&txn);
-  r.mode = mode;
-  r.uid = caller.uid;
-  r.gid = caller.gid;
-  if (dir->rec.mode & S_ISGID) {
-    // BSD group semantics for setgid directories, as Linux file systems do.
-    r.gid = dir->rec.gid;
-    if (S_ISDIR(mode)) r.mode |= S_ISGID;
-  }
-  r.nlink = S_ISDIR(mode) ? 2 : 1;
-  r.rdev = (S_ISCHR(mode) || S_ISBLK(mode)) ? rdev : 0;
-  r.atime = r.mtime = r.ctime = Now();
-  if (S_ISDIR(mode)) r.parent = parent;
+  InodeRecord r = NewInodeRecord(&txn, *dir, mode, rdev, caller);
   if (S_ISLNK(mode)) {
     r.size = symlink_target.size();
     txn.batch.Put(keys::SymlinkTarget(r.ino), std::string(symlink_target));
@@ -271,11 +258,54 @@ Result<Entry> Vfs::MakeNode(uint64_t parent, std::string_view name, mode_t mode,
     dir->rec = dir_before;
     return st;
   }
+  return AdoptNewInode(std::move(fresh), open);
+}
+
+InodeRecord Vfs::NewInodeRecord(Transaction* txn, const Inode& dir, mode_t mode, dev_t rdev,
+                                const Caller& caller) {
+  InodeRecord r;
+  r.ino = volume_->NextInodeNumber(txn);
+  r.mode = mode;
+  r.uid = caller.uid;
+  r.gid = caller.gid;
+  if (dir.rec.mode & S_ISGID) {
+    // BSD group semantics for setgid directories, as Linux file systems do.
+    r.gid = dir.rec.gid;
+    if (S_ISDIR(mode)) r.mode |= S_ISGID;
+  }
+  r.nlink = S_ISDIR(mode) ? 2 : 1;
+  r.rdev = (S_ISCHR(mode) || S_ISBLK(mode)) ? rdev : 0;
+  r.atime = r.mtime = r.ctime = Now();
+  if (S_ISDIR(mode)) r.parent = dir.ino;
+  return r;
+}
+
+Entry Vfs::AdoptNewInode(std::unique_ptr<Inode> fresh, bool open) {
   fresh->nlookup.store(1);
   if (open) fresh->open_count.store(1);
   Entry entry{fresh->ino, StatOf(fresh.get())};
   InodeRef child(this, table_.InsertAndPin(std::move(fresh)));
   return entry;
+}
+
+Result<Entry> Vfs::CreateTmpfile(uint64_t parent, mode_t mode, const Caller& caller) {
+  NSF_ASSIGN_OR_RETURN(InodeRef dir, Get(parent));
+  if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+  std::shared_lock lock(dir->mu);  // its mode and group; no entry changes
+  if (dir->rec.nlink == 0 || dir->destroyed) return Status::Error(ENOENT, "directory was removed");
+  Transaction txn;
+  InodeRecord r = NewInodeRecord(&txn, *dir, S_IFREG | (mode & 07777), 0, caller);
+  r.nlink = 0;
+  // Committed with its orphan record: whatever happens to this daemon, the
+  // next mount frees it unless a link (which deletes the record) came first.
+  txn.batch.Put(keys::Orphan(r.ino), "");
+  txn.PutInode(r);  // Commit puts only linked inodes
+  auto fresh = std::make_unique<Inode>(r);
+  fresh->maybe_orphan_record = true;
+  fresh->maybe_xattrs = false;
+  fresh->linkable = true;
+  NSF_RETURN_IF_ERROR(Commit(std::move(txn), {fresh.get()}, false));
+  return AdoptNewInode(std::move(fresh), /*open=*/true);
 }
 
 Result<Entry> Vfs::Mknod(uint64_t parent, std::string_view name, mode_t mode, dev_t rdev,
@@ -519,18 +549,24 @@ Result<Entry> Vfs::Link(uint64_t ino, uint64_t new_parent, std::string_view new_
   locks.Add(inode.get());
   locks.Add(dir.get());
   locks.Lock();
-  if (inode->rec.nlink == 0 || inode->destroyed) return Status::Error(ENOENT, "file was removed");
+  if (inode->destroyed || (inode->rec.nlink == 0 && !inode->linkable)) {
+    return Status::Error(ENOENT, "file was removed");
+  }
   if (inode->rec.nlink >= kMaxLinks) return Status::Error(EMLINK, "too many links");
   if (dir->rec.nlink == 0 || dir->destroyed) return Status::Error(ENOENT, "directory was removed");
   NSF_ASSIGN_OR_RETURN(auto existing, FindDirent(dir.get(), new_name));
   if (existing) return Status::Error(EEXIST, "entry exists");
   Transaction txn;
   AddDirent(&txn, dir.get(), new_name, *inode);
+  // An O_TMPFILE file that gets its first name is no longer an orphan.
+  const bool first_name = inode->rec.nlink == 0;
+  if (first_name) txn.batch.Delete(keys::Orphan(inode->ino));
   ++inode->rec.nlink;
   Timespec now = Now();
   inode->rec.ctime = now;
   dir->rec.mtime = dir->rec.ctime = now;
   NSF_RETURN_IF_ERROR(Commit(std::move(txn), {inode.get(), dir.get()}, false));
+  if (first_name) inode->maybe_orphan_record = inode->linkable = false;
   inode->nlookup.fetch_add(1);
   return Entry{inode->ino, StatOf(inode.get())};
 }
