@@ -18,12 +18,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "base/crash_point.h"
 #include "fs/fuse_channel.h"
 #include "fs/fuse_ops.h"
+#include "fs/mountinfo.h"
+#include "fs/shared_mount.h"
 #include "fs/mount_options.h"
 #include "fs/vfs.h"
 
@@ -85,21 +86,6 @@ void Detach() {
   }
 }
 
-// "\040" and the like in /proc/self/mountinfo paths.
-std::string UnescapeMountPath(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    auto octal = [&](size_t j) { return j < s.size() && s[j] >= '0' && s[j] <= '7'; };
-    if (s[i] == '\\' && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
-      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 // The kernel offers 128 KiB of readahead in INIT, and the reply can only
 // lower it; reads of 1 MiB (max_pages) need the bdi's readahead raised
 // through sysfs (root only), after INIT. Finds the mount's device number in
@@ -107,13 +93,9 @@ std::string UnescapeMountPath(const std::string& s) {
 // the session is busy with INIT.
 void RaiseReadahead(const std::string& real_mountpoint) {
   constexpr int kReadaheadKiB = 1024;
-  std::ifstream mountinfo("/proc/self/mountinfo");
-  std::string line, device;
-  while (std::getline(mountinfo, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point;
-    fields >> id >> parent >> dev >> root >> point;
-    if (UnescapeMountPath(point) == real_mountpoint) device = dev;  // the last one is on top
+  std::string device;
+  for (const MountInfoEntry& e : ReadMountInfo()) {
+    if (e.mount_point == real_mountpoint) device = e.dev;  // the last one is on top
   }
   if (device.empty()) return;
   std::ofstream knob("/sys/class/bdi/" + device + "/read_ahead_kb");
@@ -142,7 +124,10 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
     return 1;
   }
 
-  std::string opts = "fsname=" + mo.device + ",subtype=nosyncfs,default_permissions";
+  // The device's real path, by which a second mount finds this one.
+  char real_device[PATH_MAX];
+  std::string fsname = realpath(mo.device.c_str(), real_device) ? real_device : mo.device;
+  std::string opts = "fsname=" + fsname + ",subtype=nosyncfs,default_permissions";
   if (geteuid() == 0) opts += ",allow_other";
   for (const auto& o : mo.fuse_options) opts += "," + o;
   std::vector<std::string> argv_s = {"nosyncfs", "-o", opts};
@@ -220,6 +205,20 @@ int Main(int argc, char** argv) {
   if (!S_ISDIR(st.st_mode)) {
     std::fprintf(stderr, "nosyncfs: mount point %s is not a directory\n", mo.mountpoint.c_str());
     return 1;
+  }
+  if (auto existing = FindLiveMount(mo.device)) {
+    // Its daemon holds the device: share that mount instead of failing.
+    Status bound = BindExistingMount(*existing, mo.mountpoint);
+    if (!bound.ok()) {
+      std::fprintf(stderr, "nosyncfs: %s is in use by the nosyncfs mount on %s: %s\n",
+                   mo.device.c_str(), existing->c_str(), bound.message().c_str());
+      return 1;
+    }
+    std::fprintf(stderr,
+                 "nosyncfs: %s is already mounted on %s; %s now shows the same file system, "
+                 "served by that mount's daemon\n",
+                 mo.device.c_str(), existing->c_str(), mo.mountpoint.c_str());
+    return 0;
   }
   if (mo.foreground) {
     StartupReporter reporter(-1);

@@ -3,6 +3,7 @@
 // leaves nothing mounted and nothing destroyed.
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -312,18 +313,26 @@ TEST_CASE("mount refuses a missing mount point", "[posix][badinput][mount]") {
   ExpectMountFails(vol.image(), vol.TempPath("no-such-dir/deeper"), {}, "mount point");
 }
 
-TEST_CASE("mount refuses a device that is already mounted", "[posix][badinput][mount]") {
+TEST_CASE("mount refuses a device that another process holds", "[posix][badinput][mount]") {
   TestVolume vol;
+  // Not a mount: someone else (mkfs, fsck, a tool) has the device locked.
+  Fd holder = MustOpen(vol.image(), O_RDWR);
+  REQUIRE(ErrnoOf(::flock(holder.get(), LOCK_EX | LOCK_NB)) == 0);
+  ExpectMountFails(vol.image(), vol.mountpoint(), {}, "in use");
+  ExpectMountFails(vol.image(), vol.mountpoint(), {"-o", "emulate=none"}, "in use");
+  CHECK(MountedFsType(vol.mountpoint()) == std::nullopt);
+  holder = Fd();
   vol.Mount();
+  // Mounting again on the mount point itself is refused; the mount is unharmed.
   WriteFile(vol.Path("f"), "first mount");
-  std::string second = vol.NewMountPoint("mnt2");
-  ExpectMountFails(vol.image(), second, {}, "in use");
-  ExpectMountFails(vol.image(), second, {"-o", "emulate=none"}, "in use");
-  // The first mount is unharmed.
+  CommandResult again = TestVolume::RunDaemon({vol.image(), vol.mountpoint()});
+  INFO(again.Describe());
+  CHECK(again.exit_status == 1);
+  CHECK(Contains(again.err, "already mounted on"));
+  CHECK(Lines(again.err) == 1);
   CHECK(ReadFile(vol.Path("f")) == "first mount");
-  WriteFile(vol.Path("g"), "still works");
   vol.Remount();
-  CHECK(ReadFile(vol.Path("g")) == "still works");
+  CHECK(ReadFile(vol.Path("f")) == "first mount");
 }
 
 TEST_CASE("mount refuses a missing metadata store", "[posix][badinput][mount]") {

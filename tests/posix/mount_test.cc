@@ -1,12 +1,15 @@
 // Mounting and unmounting: the mount as the kernel lists it, daemon mode
 // (the parent returns only once mounted), mount options, clean exit after
-// fusermount3 -u.
+// fusermount3 -u, and a second mount of a mounted device.
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -94,4 +97,72 @@ TEST_CASE("unmount with open files waits for them and exits cleanly", "[posix][m
 }
 
 }  // namespace
+
+TEST_CASE("a second mount of a mounted device shares the first", "[posix][mount]") {
+  TestVolume vol;
+  vol.Mount();
+  WriteFile(vol.Path("f"), "through the first");
+  const std::string second = vol.NewMountPoint("second");
+  for (bool foreground : {true, false}) {
+    INFO((foreground ? "nosyncfs -f" : "nosyncfs"));
+    std::vector<std::string> args = {vol.image(), second};
+    if (foreground) args.push_back("-f");
+    CommandResult r = TestVolume::RunDaemon(args);
+    INFO(r.Describe());
+    // It says so, and returns at once: the first mount's daemon serves it.
+    REQUIRE(r.exit_status == 0);
+    CHECK(r.err.find("already mounted on " + vol.mountpoint()) != std::string::npos);
+    CHECK(MountedFsType(second) == "fuse.nosyncfs");
+
+    // One file system under two names.
+    const std::string p2 = second + "/f";
+    CHECK(ReadFile(p2) == "through the first");
+    CHECK(MustStat(p2).st_ino == MustStat(vol.Path("f")).st_ino);
+    WriteFile(second + "/g", "through the second");
+    CHECK(ReadFile(vol.Path("g")) == "through the second");
+    REQUIRE(ErrnoOf(::mkdir((second + "/d").c_str(), 0755)) == 0);
+    CHECK(S_ISDIR(MustStat(vol.Path("d")).st_mode));
+    // Within one mount point rename and link work; between the two they
+    // answer EXDEV, as for two mounts of an ext4 device.
+    REQUIRE(ErrnoOf(::rename((second + "/g").c_str(), (second + "/d/g").c_str())) == 0);
+    CHECK(ErrnoOf(::rename(vol.Path("d/g").c_str(), (second + "/h").c_str())) == EXDEV);
+    CHECK(ErrnoOf(::link(vol.Path("f").c_str(), (second + "/f2").c_str())) == EXDEV);
+    REQUIRE(ErrnoOf(::link((second + "/f").c_str(), (second + "/f2").c_str())) == 0);
+    CHECK(MustStat(vol.Path("f")).st_nlink == 2);
+    CHECK(ErrnoOf(::rename(vol.Path("f2").c_str(), vol.Path("d/f3").c_str())) == 0);
+
+    // Unmounting the second leaves the first serving.
+    REQUIRE(ErrnoOf(::umount2(second.c_str(), 0)) == 0);
+    CHECK(MountedFsType(second) == std::nullopt);
+    CHECK(ReadFile(vol.Path("d/f3")) == "through the first");
+    REQUIRE(ErrnoOf(::unlink(vol.Path("d/f3").c_str())) == 0);
+    REQUIRE(ErrnoOf(::unlink(vol.Path("d/g").c_str())) == 0);
+    REQUIRE(ErrnoOf(::rmdir(vol.Path("d").c_str())) == 0);
+  }
+  // The data survive the daemon's ordinary end.
+  vol.Remount();
+  CHECK(ReadFile(vol.Path("f")) == "through the first");
+  CHECK(MustStat(vol.Path("f")).st_nlink == 1);
+}
+
+TEST_CASE("the daemon of a shared mount lives until its last mount goes", "[posix][mount]") {
+  TestVolume vol;
+  vol.Mount();
+  const std::string second = vol.NewMountPoint("second");
+  CommandResult r = TestVolume::RunDaemon({vol.image(), second});
+  INFO(r.Describe());
+  REQUIRE(r.exit_status == 0);
+  // The first mount point goes; the file system stays, served through the
+  // second, by the same daemon.
+  REQUIRE(RunCommand({"fusermount3", "-u", vol.mountpoint()}).exit_status == 0);
+  WriteFile(second + "/f", "still served");
+  CHECK(ReadFile(second + "/f") == "still served");
+  CHECK(::kill(vol.daemon_pid(), 0) == 0);
+  // Once the last mount is gone the daemon finishes; Remount waits for it.
+  REQUIRE(ErrnoOf(::umount2(second.c_str(), 0)) == 0);
+  vol.Unmount();
+  vol.Mount();
+  CHECK(ReadFile(vol.Path("f")) == "still served");
+}
+
 }  // namespace nosyncfs::test

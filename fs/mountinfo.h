@@ -1,0 +1,20 @@
+// The mount table as /proc/self/mountinfo shows it (proc(5)).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace nosyncfs {
+
+struct MountInfoEntry {
+  std::string dev;          // "major:minor" of the mounted file system
+  std::string mount_point;  // unescaped
+  std::string fstype;       // e.g. "fuse.nosyncfs"
+  std::string source;       // unescaped; for nosyncfs its fsname, the device
+};
+
+// Every mount, in mount order (a later entry for one point is on top).
+// Empty if the table cannot be read.
+std::vector<MountInfoEntry> ReadMountInfo();
+
+}  // namespace nosyncfs
