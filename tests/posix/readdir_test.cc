@@ -360,6 +360,10 @@ TEST_CASE("one pass of readdir ends while entries are renamed", "[posix][readdir
       ++listed;
       off += de->d_reclen;
     }
+    // Renames happen between any two reads, however the two threads are
+    // scheduled (bounded: a stuck renamer fails the count below).
+    const int target = renames + 1;
+    for (int spin = 0; spin < 1000000 && renames < target; ++spin) std::this_thread::yield();
   }
   int renames_during = renames;
   stop = true;
