@@ -75,9 +75,19 @@ Result<Superblock> Superblock::Decode(const char* data, size_t len, uint64_t dev
        d.GetFixed64(&sb.log_length) && d.GetFixed64(&sb.data_offset) &&
        d.GetFixed64(&sb.data_blocks) && d.GetBytes(&sb.meta_dir);
   if (!ok) return Status::Error(EUCLEAN, "superblock is truncated");
-  bool geometry_ok = sb.block_size >= 1024 && (sb.block_size & (sb.block_size - 1)) == 0 &&
-                     sb.log_offset >= kSize && sb.data_offset >= sb.log_offset + sb.log_length &&
-                     sb.data_offset + sb.data_blocks * sb.block_size <= sb.device_size;
+  // Every field is untrusted: each bound is checked without overflow.
+  auto fits = [](uint64_t start, uint64_t len, uint64_t limit) {
+    return start <= limit && len <= limit - start;
+  };
+  constexpr uint64_t kMinLogLength = 64 << 10;  // the header slots and some records
+  bool geometry_ok =
+      sb.block_size >= 1024 && sb.block_size <= 65536 &&
+      (sb.block_size & (sb.block_size - 1)) == 0 && sb.log_offset >= kSize &&
+      sb.log_length >= kMinLogLength && fits(sb.log_offset, sb.log_length, sb.device_size) &&
+      sb.data_offset >= sb.log_offset + sb.log_length && sb.data_offset % sb.block_size == 0 &&
+      sb.data_offset <= sb.device_size &&
+      sb.data_blocks <= (sb.device_size - sb.data_offset) / sb.block_size &&
+      sb.meta_dir.size() <= kMaxMetaDir;
   if (!geometry_ok) return Status::Error(EUCLEAN, "superblock geometry is inconsistent");
   if (sb.device_size > device_size) {
     return Status::Error(EINVAL, "device is smaller (" + std::to_string(device_size) +
