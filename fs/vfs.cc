@@ -255,10 +255,24 @@ struct stat Vfs::StatOf(Inode* inode) {
 }
 
 Status Vfs::Commit(Transaction&& txn, std::initializer_list<Inode*> touched, bool durable) {
+  return CommitWith(std::move(txn), touched, [&](Transaction&& t) {
+    return volume_->Commit(std::move(t), durable);
+  });
+}
+
+Status Vfs::CommitInPlace(Transaction&& txn, std::initializer_list<Inode*> touched,
+                          const InPlaceWork& work) {
+  return CommitWith(std::move(txn), touched, [&](Transaction&& t) {
+    return volume_->CommitInPlace(std::move(t), work);
+  });
+}
+
+Status Vfs::CommitWith(Transaction&& txn, std::initializer_list<Inode*> touched,
+                       const std::function<Result<uint64_t>(Transaction&&)>& commit) {
   for (Inode* inode : touched) {
     if (inode != nullptr && inode->rec.nlink > 0 && !inode->destroyed) txn.PutInode(inode->rec);
   }
-  auto committed = volume_->Commit(std::move(txn), durable);
+  auto committed = commit(std::move(txn));
   if (!committed.ok()) {
     // Entry changes already went into the directories' caches.
     for (Inode* inode : touched) {

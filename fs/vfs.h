@@ -269,6 +269,17 @@ class Vfs {
   // Records rec of every inode (locked exclusively) in txn, commits, and
   // notes the sequence number in each.
   Status Commit(Transaction&& txn, std::initializer_list<Inode*> touched, bool durable);
+  // Commit with device bytes changed in place, all or nothing across a
+  // crash (Volume::CommitInPlace); durable on return.
+  Status CommitInPlace(Transaction&& txn, std::initializer_list<Inode*> touched,
+                       const InPlaceWork& work);
+  // Commit's common part: puts the touched inodes, commits with `commit`,
+  // and on success marks them committed (on failure resets their dentry
+  // caches, which already hold the entry changes).
+  Status CommitWith(Transaction&& txn, std::initializer_list<Inode*> touched,
+                    const std::function<Result<uint64_t>(Transaction&&)>& commit);
+  // The device ranges of the mapped bytes of [off, end), to zero in place.
+  void AddZeroWork(const Inode* inode, uint64_t off, uint64_t end, InPlaceWork* work) const;
   // The inode has something to persist or commit later.
   void MarkDirty(Inode* inode);
   // The inode has nothing to persist or commit any more (mu exclusive).

@@ -5,7 +5,6 @@
 
 #include <cstring>
 
-#include "base/crash_point.h"
 #include "fs/vfs.h"
 #include "fs/vfs_internal.h"
 
@@ -74,6 +73,13 @@ Status Vfs::ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_
   });
 }
 
+void Vfs::AddZeroWork(const Inode* inode, uint64_t off, uint64_t end, InPlaceWork* work) const {
+  (void)ForEachByteRun(inode->extents(), volume_->superblock(), off, end, [&](const ByteRun& r) {
+    if (r.mapped) work->zero.push_back({r.dev, r.end - r.pos});
+    return Status::Ok();
+  });
+}
+
 Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
   uint64_t end = off + len;
   uint64_t touched_first = off / bs_, touched_end = (end + bs_ - 1) / bs_;
@@ -87,16 +93,18 @@ Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
     return Status::Error(EPERM, "hole punch over no-fsync extents (nf_punch=deny)");
   }
   // Whole blocks are unmapped; the partial blocks at the edges are zeroed in
-  // place, so they keep their mapping (and flag).
+  // place, so they keep their mapping (and flag). The zeroing is the
+  // transaction's in-place work: it reaches the media only once the
+  // transaction (unmapping the middle) is durable, and recovery finishes
+  // it, so a crash leaves the punch whole or not begun.
   uint64_t full_first = (off + bs_ - 1) / bs_, full_end = end / bs_;
-  bool touched_nf = false;
+  InPlaceWork edges;
   if (full_first >= full_end) {
-    NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, end, &touched_nf));
+    AddZeroWork(inode, off, end, &edges);
   } else {
-    NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, full_first * bs_, &touched_nf));
-    NSF_RETURN_IF_ERROR(ZeroInPlace(inode, full_end * bs_, end, &touched_nf));
+    AddZeroWork(inode, off, full_first * bs_, &edges);
+    AddZeroWork(inode, full_end * bs_, end, &edges);
   }
-  CrashPoint("vfs.punch.zeroed");
   Transaction txn;
   if (full_first < full_end) {
     txn.Free(inode->mutable_extents().Unmap(full_first, full_end - full_first));
@@ -104,9 +112,9 @@ Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
   }
   txn.PutExtentChanges(inode->ino, inode->mutable_extents());
   inode->rec.mtime = inode->rec.ctime = Now();
-  // Over NF extents the punch is atomic (one transaction) and durable on
-  // return (SEMANTICS.md section 4).
-  return Commit(std::move(txn), {inode}, overlaps_nf || touched_nf);
+  // Over NF extents the punch is durable on return (SEMANTICS.md section 4).
+  if (edges.empty()) return Commit(std::move(txn), {inode}, overlaps_nf);
+  return CommitInPlace(std::move(txn), {inode}, edges);
 }
 
 Status Vfs::ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size) {
@@ -115,16 +123,18 @@ Status Vfs::ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_
   // Like Linux file systems, zero range leaves the range allocated; new
   // blocks arrive zeroed, existing ones are zeroed in place (NF ones keep
   // their blocks and flag and are persisted now).
+  // The zeroing is the transaction's in-place work, as for a punch: the
+  // range is all zeros after a crash, or as it was.
   NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
-  bool touched_nf = false;
   if (!keep_size && off > inode->rec.size) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off));
-  NSF_RETURN_IF_ERROR(ZeroInPlace(inode, off, end, &touched_nf));
+  InPlaceWork zeros;
+  AddZeroWork(inode, off, end, &zeros);
   Transaction txn;
   txn.PutExtentChanges(inode->ino, inode->mutable_extents());
   inode->rec.mtime = inode->rec.ctime = Now();
   bool grew = !keep_size && end > inode->rec.size;
   if (grew) inode->rec.size = end;
-  return Commit(std::move(txn), {inode}, touched_nf);
+  return CommitInPlace(std::move(txn), {inode}, zeros);
 }
 
 Result<uint64_t> Vfs::Lseek(uint64_t ino, uint64_t off, int whence) {

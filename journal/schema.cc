@@ -116,6 +116,7 @@ std::string Extent(uint64_t ino, uint64_t lblk) {
 std::string XattrPrefix(uint64_t ino) { return PrefixU64('x', ino); }
 std::string Xattr(uint64_t ino, std::string_view name) { return XattrPrefix(ino).append(name); }
 std::string Orphan(uint64_t ino) { return PrefixU64('o', ino); }
+std::string Intent(uint64_t id) { return PrefixU64('w', id); }
 std::string SymlinkTarget(uint64_t ino) { return PrefixU64('l', ino); }
 
 uint64_t TrailingU64(std::string_view key) {

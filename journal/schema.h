@@ -87,6 +87,11 @@ inline constexpr char kExtentPrefixAll[] = "e";
 std::string Xattr(uint64_t ino, std::string_view name);
 std::string XattrPrefix(uint64_t ino);
 std::string Orphan(uint64_t ino);
+// An operation's in-place work (InPlaceWork) until it is done: see
+// Volume::CommitInPlace. Ids count from 1 in each mount; recovery finishes
+// and removes every intent, so none outlives the mount that made it.
+std::string Intent(uint64_t id);
+inline constexpr char kIntentPrefix[] = "w";
 std::string SymlinkTarget(uint64_t ino);
 inline constexpr char kOrphanPrefix[] = "o";
 

@@ -147,8 +147,69 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
   NSF_RETURN_IF_ERROR(v->RebuildAllocator());
   NSF_RETURN_IF_ERROR(v->LoadCounters());
   v->durable_seq_.store(v->log_->durable_seq());
+  NSF_RETURN_IF_ERROR(v->FinishIntents());
   v->open_complete_ = true;
   return v;
+}
+
+Status Volume::CheckWork(const InPlaceWork& work) const {
+  for (const auto& r : work.zero) {
+    if (r.dev < sb_.data_offset || r.dev > sb_.device_size || r.len > sb_.device_size - r.dev) {
+      return Status::Error(EUCLEAN, "intent names bytes outside the data area (offset " +
+                                        std::to_string(r.dev) + ", " + std::to_string(r.len) +
+                                        " bytes): run fsck.nosyncfs");
+    }
+  }
+  return Status::Ok();
+}
+
+Status Volume::DoWork(const InPlaceWork& work) {
+  for (const auto& r : work.zero) {
+    device_->Zero(r.dev, r.len);
+    NSF_RETURN_IF_ERROR(device_->Persist(r.dev, r.len));
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> Volume::CommitInPlace(Transaction&& txn, const InPlaceWork& work) {
+  if (work.empty()) return Commit(std::move(txn), /*durable=*/true);
+  NSF_RETURN_IF_ERROR(CheckWork(work));
+  const std::string key = keys::Intent(next_intent_.fetch_add(1));
+  txn.batch.Put(key, work.Encode());
+  NSF_ASSIGN_OR_RETURN(uint64_t seq, Commit(std::move(txn), /*durable=*/true));
+  CrashPoint("volume.intent.durable");
+  NSF_RETURN_IF_ERROR(DoWork(work));
+  CrashPoint("volume.intent.done");
+  Transaction retire;
+  retire.batch.Delete(key);
+  NSF_RETURN_IF_ERROR(Commit(std::move(retire), /*durable=*/true).status());
+  return seq;
+}
+
+Status Volume::FinishIntents() {
+  std::vector<std::pair<std::string, InPlaceWork>> intents;
+  Status inner;
+  NSF_RETURN_IF_ERROR(store_->Scan(keys::kIntentPrefix, "", [&](std::string_view k,
+                                                                std::string_view v) {
+    auto work = InPlaceWork::Decode(v);
+    Status st = work.ok() ? CheckWork(*work) : work.status();
+    if (!st.ok()) {
+      inner = st.WithContext("intent record");
+      return false;
+    }
+    intents.emplace_back(std::string(k), std::move(work).value());
+    return true;
+  }));
+  NSF_RETURN_IF_ERROR(inner);
+  if (intents.empty()) return Status::Ok();
+  Transaction retire;
+  for (const auto& [key, work] : intents) {
+    NSF_RETURN_IF_ERROR(DoWork(work));
+    retire.batch.Delete(key);
+  }
+  NSF_RETURN_IF_ERROR(Commit(std::move(retire), /*durable=*/true).status());
+  spdlog::info("recovery: finished {} interrupted in-place operations", intents.size());
+  return Status::Ok();
 }
 
 Result<AppliedRecord> Volume::ReadApplied() {

@@ -29,6 +29,7 @@
 #include "base/status.h"
 #include "extent/allocator.h"
 #include "extent/device.h"
+#include "journal/in_place_work.h"
 #include "journal/log.h"
 #include "journal/meta_store.h"
 #include "journal/superblock.h"
@@ -96,6 +97,16 @@ class Volume {
   // waits until it is durable. Returns the sequence number. A full log is
   // checkpointed first. EFBIG when the transaction can never fit the log.
   Result<uint64_t> Commit(Transaction&& txn, bool durable);
+  // An operation that changes device bytes in place as well as metadata,
+  // all or nothing across a crash: the transaction, carrying `work` as its
+  // intent, is made durable first; then the work is done and persisted;
+  // then the intent is retired, durably. Recovery (Open) does the work of
+  // every intent not yet retired, so after a crash the operation happened
+  // whole. The caller holds whatever keeps others off the work's bytes
+  // until this returns: a retired intent can never be redone over later
+  // writes. With no work, a durable Commit. Returns the transaction's
+  // sequence number.
+  Result<uint64_t> CommitInPlace(Transaction&& txn, const InPlaceWork& work);
   // Returns once transaction `seq` (and every earlier one) is durable:
   // persists the log unless another thread's persist already covers it.
   Status WaitDurable(uint64_t seq);
@@ -119,6 +130,11 @@ class Volume {
   Volume() = default;
   Status Recover();
   Status RebuildAllocator();
+  // Does the work of every intent left by a crash, then retires them.
+  Status FinishIntents();
+  // EUCLEAN unless every range lies in the data area.
+  Status CheckWork(const InPlaceWork& work) const;
+  Status DoWork(const InPlaceWork& work);
   Result<AppliedRecord> ReadApplied();
   // The inode counter and count, from "a" (migrating an older store).
   Status LoadCounters();
@@ -146,6 +162,7 @@ class Volume {
   std::atomic<uint64_t> inode_count_{0};
   std::atomic<uint64_t> durable_seq_{0};
   std::atomic<uint64_t> log_persists_{0};
+  std::atomic<uint64_t> next_intent_{1};
   // Set once Open has fully succeeded: only then may the destructor
   // checkpoint. A half-open volume (failed recovery) must leave the store
   // and log exactly as they were, so every later open fails the same way.

@@ -1,0 +1,148 @@
+// Operations that change bytes in place (hole punch with partial blocks at
+// its edges, zero range) are whole or not begun after a crash at any crash
+// point inside them: the file's bytes, size and NF set are exactly those
+// before the operation or exactly those after it (journal/in_place_work.h,
+// Volume::CommitInPlace).
+#include <fcntl.h>
+#include <linux/falloc.h>
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <string>
+
+#include "fs/vfs.h"
+#include "tests/harness/volume_fixture.h"
+
+namespace nosyncfs::test {
+namespace {
+
+constexpr uint64_t kFileBytes = 6 * 4096 + 300;
+// Both ends inside a block, whole blocks between: edges zeroed in place,
+// the middle unmapped.
+constexpr uint64_t kOpOff = 1000;
+constexpr uint64_t kOpLen = 3 * 4096 + 2000;
+const Caller kRoot{0, 0};
+const std::string kNfWrite(100, 'Z');
+
+struct FileState {
+  std::string bytes;
+  std::string nosync;
+  bool operator==(const FileState&) const = default;
+};
+
+Result<FileState> StateOf(Vfs& vfs, uint64_t ino) {
+  NSF_ASSIGN_OR_RETURN(struct stat st, vfs.Getattr(ino));
+  FileState s;
+  NSF_ASSIGN_OR_RETURN(s.bytes, VfsRead(vfs, ino, 0, static_cast<size_t>(st.st_size) + 4096));
+  auto flags = vfs.Getxattr(ino, "user.nosync");
+  s.nosync = flags.ok() ? *flags : "";
+  return s;
+}
+
+int ModeOf(const std::string& op) {
+  if (op.rfind("punch", 0) == 0) return FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+  if (op == "zero-grow") return FALLOC_FL_ZERO_RANGE;
+  return FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+}
+
+bool Flagged(const std::string& op) { return op.find("nf") != std::string::npos; }
+
+// For zero-grow the range runs past EOF, so the size changes too.
+uint64_t OpOff(const std::string& op) { return op == "zero-grow" ? kFileBytes - 2000 : kOpOff; }
+
+}  // namespace
+
+NSF_CRASH_WORKLOAD(InPlace, "vfs.in_place") {
+  const std::string op = child.Arg("op");
+  Vfs& vfs = child.OpenVfs();
+  Entry f = child.Must(vfs.Create(kRootIno, "f", 0644, true, false, kRoot), "create");
+  child.Check(VfsWriteAll(vfs, f.ino, 0, DataPattern(61, kFileBytes)), "write");
+  if (Flagged(op)) child.Check(vfs.Setxattr(f.ino, "user.nosync", "all", 0), "flag");
+  child.Check(vfs.Fsync(f.ino, false), "fsync");
+  child.Report("stage", 1);
+  if (child.Arg("skip") == "yes") return;  // for the state before
+  child.StartCrashPoints();
+  child.Check(vfs.Fallocate(f.ino, ModeOf(op), OpOff(op), kOpLen), "fallocate");
+  child.Report("stage", 2);
+  if (!Flagged(op)) return;
+  // An NF write over the zeroed edge, durable on return: the finished
+  // operation must never be done again over it.
+  child.Check(VfsWriteAll(vfs, f.ino, kOpOff, kNfWrite), "nf write");
+  child.Report("stage", 3);
+  child.Must(vfs.Create(kRootIno, "g", 0644, true, false, kRoot), "create g");
+}
+
+TEST_CASE("vfs crash: punch and zero range are whole or not begun at every crash point",
+          "[fs][crash][in_place]") {
+  for (const char* op : {"punch-nf", "punch", "zero-nf", "zero", "zero-grow"}) {
+    INFO("operation " << op);
+    // The states before and after, from runs without a crash (the first
+    // counts the crash points of the operation).
+    uint64_t points = 0;
+    auto state_after_run = [&](const std::string& skip) {
+      VolumeFixture fx;
+      const std::string trace = fx.dir() + "/trace";
+      CrashResult r = fx.RunAndCrash("vfs.in_place", {{"op", op}, {"skip", skip}},
+                                     {{"NSF_CRASH_TRACE", trace}});
+      REQUIRE(r.GetU64("stage") == (skip == "yes" ? 1 : Flagged(op) ? 3 : 2));
+      std::ifstream in(trace);
+      points = 0;
+      for (std::string line; std::getline(in, line);) ++points;
+      auto vfs = fx.OpenVfs();
+      auto e = vfs->Lookup(kRootIno, "f");
+      REQUIRE(e.ok());
+      auto s = StateOf(*vfs, e->ino);
+      REQUIRE(s.ok());
+      return *s;
+    };
+    const FileState before = state_after_run("yes");
+    const FileState after_all = state_after_run("no");
+    // The NF write, acknowledged before the kill, is there: the finished
+    // operation was not done again over it.
+    if (Flagged(op)) REQUIRE(after_all.bytes.substr(kOpOff, kNfWrite.size()) == kNfWrite);
+    // The operation's own result: the NF write (flagged files) undone.
+    FileState after = after_all;
+    if (Flagged(op)) after.bytes.replace(kOpOff, kNfWrite.size(), kNfWrite.size(), '\0');
+    REQUIRE(before.bytes == DataPattern(61, kFileBytes));
+    REQUIRE(before.bytes != after.bytes);
+    REQUIRE(points >= 3);
+
+    for (uint64_t k = 1; k <= points; ++k) {
+      VolumeFixture fx;
+      CrashResult r = fx.RunInChild("vfs.in_place", {{"op", op}, {"skip", "no"}},
+                                    {{"NSF_CRASH_AFTER", std::to_string(k)}});
+      INFO("crash at point " << k << " of " << points << ": " << r.Describe());
+      REQUIRE(r.killed());
+      const uint64_t stage = r.GetU64("stage");
+      auto vfs = fx.OpenVfs();
+      auto e = vfs->Lookup(kRootIno, "f");
+      REQUIRE(e.ok());
+      auto s = StateOf(*vfs, e->ino);
+      REQUIRE(s.ok());
+      INFO("stage " << stage << ", size " << s->bytes.size() << " (before "
+                    << before.bytes.size() << ", after " << after.bytes.size()
+                    << "), nosync \"" << s->nosync << "\"");
+      if (stage == 1) {
+        CHECK((*s == before || *s == after));
+      } else if (stage == 2) {
+        // The NF write in flight: each of its bytes old or new, the rest
+        // exactly the operation's result.
+        REQUIRE(s->bytes.size() == after.bytes.size());
+        CHECK(s->nosync == after.nosync);
+        for (size_t i = 0; i < after.bytes.size(); ++i) {
+          bool in_write = i >= kOpOff && i < kOpOff + kNfWrite.size();
+          bool ok = s->bytes[i] == after.bytes[i] || (in_write && s->bytes[i] == 'Z');
+          if (!ok) {
+            FAIL_CHECK("byte " << i);
+            break;
+          }
+        }
+      } else {
+        CHECK(*s == after_all);
+      }
+    }
+  }
+}
+
+}  // namespace nosyncfs::test
