@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/crc32c.h"
+#include "journal/in_place_work.h"
 #include "journal/meta_batch.h"
 #include "journal/schema.h"
 #include "journal/superblock.h"
@@ -105,6 +106,9 @@ TEST_CASE("corrupt input: metadata record decoders answer, never crash", "[corru
   batch.Put(extent_key, extent_value);
   batch.Delete(keys::Dirent(1, "gone"));
   const std::string encoded_batch = batch.Encode();
+  InPlaceWork work;
+  work.zero = {{1 << 20, 3000}, {5 << 20, 100}};
+  const std::string intent = work.Encode();
 
   int accepted = 0;
   for (int i = 0; i < kRounds; ++i) {
@@ -115,6 +119,7 @@ TEST_CASE("corrupt input: metadata record decoders answer, never crash", "[corru
     accepted += DecodeExtent(m.Mutate(extent_key), extent_value).ok();
     accepted += DecodeExtent(extent_key, m.Mutate(extent_value)).ok();
     accepted += DecodeU64(m.Mutate(EncodeU64(5))).ok();
+    accepted += InPlaceWork::Decode(m.Mutate(intent)).ok();
     auto decoded = MetaBatch::Decode(m.Mutate(encoded_batch));
     if (decoded.ok()) {
       ++accepted;
@@ -130,6 +135,9 @@ TEST_CASE("corrupt input: metadata record decoders answer, never crash", "[corru
   // The valid encodings themselves decode.
   CHECK(InodeRecord::Decode(42, inode).ok());
   CHECK(MetaBatch::Decode(encoded_batch).ok());
+  auto decoded_work = InPlaceWork::Decode(intent);
+  REQUIRE(decoded_work.ok());
+  CHECK(decoded_work->zero.size() == 2);
 }
 
 TEST_CASE("corrupt input: a superblock decodes to sane geometry or an error", "[corrupt]") {
