@@ -1,8 +1,9 @@
-// Operations that change bytes in place (hole punch with partial blocks at
-// its edges, zero range) are whole or not begun after a crash at any crash
+// File-level operations are whole or not begun after a crash at any crash
 // point inside them: the file's bytes, size and NF set are exactly those
-// before the operation or exactly those after it (journal/in_place_work.h,
-// Volume::CommitInPlace).
+// before the operation or exactly those after it. Those that change bytes
+// in place (hole punch with partial blocks at its edges, zero range) do so
+// through an intent (journal/in_place_work.h, Volume::CommitInPlace); flag
+// set and clear and a shrinking truncate are single transactions.
 #include <fcntl.h>
 #include <linux/falloc.h>
 
@@ -46,10 +47,28 @@ int ModeOf(const std::string& op) {
   return FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
 }
 
-bool Flagged(const std::string& op) { return op.find("nf") != std::string::npos; }
+bool Flagged(const std::string& op) {
+  return op.find("nf") != std::string::npos || op == "flag-clear";
+}
+// Operations after which an NF write lands on bytes the operation zeroed.
+bool WritesAfter(const std::string& op) { return op == "punch-nf" || op == "zero-nf"; }
 
 // For zero-grow the range runs past EOF, so the size changes too.
 uint64_t OpOff(const std::string& op) { return op == "zero-grow" ? kFileBytes - 2000 : kOpOff; }
+
+// Runs the operation under test.
+Status RunOperation(Vfs& vfs, uint64_t ino, const std::string& op) {
+  if (op == "flag-set") return vfs.Setxattr(ino, "user.nosync", "0-16384", 0);
+  if (op == "flag-clear") return vfs.Removexattr(ino, "user.nosync");
+  if (op == "truncate-nf") {
+    SetattrRequest req;
+    req.set_size = true;
+    req.size = 5000;
+    return vfs.Setattr(ino, req).status();
+  }
+  return vfs.Fallocate(ino, ModeOf(op), OpOff(op), kOpLen);
+}
+
 
 }  // namespace
 
@@ -63,9 +82,9 @@ NSF_CRASH_WORKLOAD(InPlace, "vfs.in_place") {
   child.Report("stage", 1);
   if (child.Arg("skip") == "yes") return;  // for the state before
   child.StartCrashPoints();
-  child.Check(vfs.Fallocate(f.ino, ModeOf(op), OpOff(op), kOpLen), "fallocate");
+  child.Check(RunOperation(vfs, f.ino, op), "operation");
   child.Report("stage", 2);
-  if (!Flagged(op)) return;
+  if (!WritesAfter(op)) return;
   // An NF write over the zeroed edge, durable on return: the finished
   // operation must never be done again over it.
   child.Check(VfsWriteAll(vfs, f.ino, kOpOff, kNfWrite), "nf write");
@@ -73,9 +92,10 @@ NSF_CRASH_WORKLOAD(InPlace, "vfs.in_place") {
   child.Must(vfs.Create(kRootIno, "g", 0644, true, false, kRoot), "create g");
 }
 
-TEST_CASE("vfs crash: punch and zero range are whole or not begun at every crash point",
+TEST_CASE("vfs crash: punch, zero range, flag changes and truncate are whole or not begun",
           "[fs][crash][in_place]") {
-  for (const char* op : {"punch-nf", "punch", "zero-nf", "zero", "zero-grow"}) {
+  for (const char* op : {"punch-nf", "punch", "zero-nf", "zero", "zero-grow", "flag-set",
+                         "flag-clear", "truncate-nf"}) {
     INFO("operation " << op);
     // The states before and after, from runs without a crash (the first
     // counts the crash points of the operation).
@@ -85,7 +105,7 @@ TEST_CASE("vfs crash: punch and zero range are whole or not begun at every crash
       const std::string trace = fx.dir() + "/trace";
       CrashResult r = fx.RunAndCrash("vfs.in_place", {{"op", op}, {"skip", skip}},
                                      {{"NSF_CRASH_TRACE", trace}});
-      REQUIRE(r.GetU64("stage") == (skip == "yes" ? 1 : Flagged(op) ? 3 : 2));
+      REQUIRE(r.GetU64("stage") == (skip == "yes" ? 1 : WritesAfter(op) ? 3 : 2));
       std::ifstream in(trace);
       points = 0;
       for (std::string line; std::getline(in, line);) ++points;
@@ -100,12 +120,12 @@ TEST_CASE("vfs crash: punch and zero range are whole or not begun at every crash
     const FileState after_all = state_after_run("no");
     // The NF write, acknowledged before the kill, is there: the finished
     // operation was not done again over it.
-    if (Flagged(op)) REQUIRE(after_all.bytes.substr(kOpOff, kNfWrite.size()) == kNfWrite);
+    if (WritesAfter(op)) REQUIRE(after_all.bytes.substr(kOpOff, kNfWrite.size()) == kNfWrite);
     // The operation's own result: the NF write (flagged files) undone.
     FileState after = after_all;
-    if (Flagged(op)) after.bytes.replace(kOpOff, kNfWrite.size(), kNfWrite.size(), '\0');
+    if (WritesAfter(op)) after.bytes.replace(kOpOff, kNfWrite.size(), kNfWrite.size(), '\0');
     REQUIRE(before.bytes == DataPattern(61, kFileBytes));
-    REQUIRE(before.bytes != after.bytes);
+    REQUIRE(!(before == after));
     REQUIRE(points >= 3);
 
     for (uint64_t k = 1; k <= points; ++k) {
