@@ -1,7 +1,8 @@
 // Crash at every crash point a workload reaches (base/crash_point.h), then
 // recover, check, and verify SEMANTICS.md section 6 against what the
-// workload saw acknowledged: a file-level operation in flight (punch, flag
-// change) whole or not at all, a write in flight byte by byte. The daemon dies by SIGKILL under emulate=strict,
+// workload saw acknowledged: a file-level operation in flight (punch, zero
+// range, flag change, truncate) whole or not at all, a write in flight byte
+// by byte. The daemon dies by SIGKILL under emulate=strict,
 // so the image holds only what was persisted; "device.persist" points also
 // tear the persist in progress.
 #include <fcntl.h>
@@ -40,9 +41,10 @@ struct Step {
   std::function<bool(const TestVolume&)> run;
   // Applies the step's effect to the model.
   std::function<void(Model&)> apply;
-  // A file-level operation (punch, flag change): after a crash in it the
-  // NF file is exactly as before it or exactly as after it, bytes and flags
-  // together. Otherwise a write in flight may be there byte by byte.
+  // A file-level operation (punch, zero range, flag change, truncate): after
+  // a crash in it the NF file is exactly as before it or exactly as after
+  // it, bytes and flags together. Otherwise a write in flight may be there
+  // byte by byte.
   bool whole = false;
 };
 
@@ -126,7 +128,25 @@ std::vector<Step> Workload() {
                    [](const TestVolume& v) {
                      return setxattr(v.Path("nf").c_str(), "user.nosync", "0-64K", 5, 0) == 0;
                    },
-                   [](Model& m) { m.nf_flags = "0-32768,49152-65536"; },
+                   // Setting flags fills the punched hole (with zeros).
+                   [](Model& m) { m.nf_flags = "0-65536"; },
+                   /*whole=*/true});
+  steps.push_back({"zero range NF 4K+100..20K",
+                   [](const TestVolume& v) {
+                     int fd = open(v.Path("nf").c_str(), O_RDWR);
+                     if (fd < 0) return false;
+                     bool ok = fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                                         4 * kKiB + 100, 16 * kKiB) == 0;
+                     return close(fd) == 0 && ok;
+                   },
+                   [](Model& m) { Put(m.nf, 4 * kKiB + 100, std::string(16 * kKiB, '\0')); },
+                   /*whole=*/true});
+  steps.push_back({"truncate NF to 60000",
+                   [](const TestVolume& v) { return truncate(v.Path("nf").c_str(), 60000) == 0; },
+                   [](Model& m) {
+                     m.nf.resize(60000);
+                     m.nf_flags = "0-61440";  // blocks past EOF freed
+                   },
                    /*whole=*/true});
   return steps;
 }
