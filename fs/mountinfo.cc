@@ -36,7 +36,7 @@ std::vector<MountInfoEntry> ReadMountInfo() {
     while (fields >> word && word != "-") {
     }
     std::string source;
-    fields >> e.fstype >> source;
+    fields >> e.fstype >> source >> e.super_options;
     if (e.fstype.empty()) continue;
     e.mount_point = Unescape(point);
     e.source = Unescape(source);

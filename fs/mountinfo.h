@@ -11,6 +11,7 @@ struct MountInfoEntry {
   std::string mount_point;  // unescaped
   std::string fstype;       // e.g. "fuse.nosyncfs"
   std::string source;       // unescaped; for nosyncfs its fsname, the device
+  std::string super_options;  // the file system's own options
 };
 
 // Every mount, in mount order (a later entry for one point is on top).

@@ -24,9 +24,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <thread>
 
+#include "fs/mountinfo.h"
 #include "tests/harness/posix_util.h"
 
 namespace nosyncfs::test {
@@ -100,61 +100,18 @@ int DecodeStatus(int status) {
   return -1;
 }
 
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string UnescapeMountField(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = (s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0');
-      out.push_back(static_cast<char>(v));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-struct MountEntry {
-  std::string mountpoint;
-  std::string fstype;
-  std::string super_options;
-};
-
-std::vector<MountEntry> ReadMountInfo() {
-  std::vector<MountEntry> entries;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::vector<std::string> f;
-    std::string field;
-    while (fields >> field) f.push_back(field);
-    // id parent major:minor root mountpoint options [optional...] - type source superopts
-    size_t sep = 6;
-    while (sep < f.size() && f[sep] != "-") ++sep;
-    if (f.size() < 5) continue;
-    MountEntry e;
-    e.mountpoint = UnescapeMountField(f[4]);
-    e.fstype = sep + 1 < f.size() ? f[sep + 1] : "";
-    e.super_options = sep + 3 < f.size() ? f[sep + 3] : "";
-    entries.push_back(std::move(e));
-  }
-  return entries;
-}
-
-std::optional<MountEntry> FindMount(const std::string& mountpoint) {
-  std::optional<MountEntry> found;
+std::optional<MountInfoEntry> FindMount(const std::string& mountpoint) {
+  std::optional<MountInfoEntry> found;
   // The last entry wins: it is the one on top if mounts are stacked.
-  for (MountEntry& e : ReadMountInfo()) {
-    if (e.mountpoint == mountpoint) found = std::move(e);
+  for (MountInfoEntry& e : ReadMountInfo()) {
+    if (e.mount_point == mountpoint) found = std::move(e);
   }
   return found;
 }
 
 bool AnyMountBelow(const std::string& dir) {
-  for (const MountEntry& e : ReadMountInfo()) {
-    if (e.mountpoint == dir || e.mountpoint.rfind(dir + "/", 0) == 0) return true;
+  for (const MountInfoEntry& e : ReadMountInfo()) {
+    if (e.mount_point == dir || e.mount_point.rfind(dir + "/", 0) == 0) return true;
   }
   return false;
 }
@@ -238,13 +195,13 @@ CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::mill
 }
 
 std::optional<std::string> MountedFsType(const std::string& mountpoint) {
-  std::optional<MountEntry> e = FindMount(mountpoint);
+  std::optional<MountInfoEntry> e = FindMount(mountpoint);
   if (!e) return std::nullopt;
   return e->fstype;
 }
 
 std::optional<std::string> MountSuperOptions(const std::string& mountpoint) {
-  std::optional<MountEntry> e = FindMount(mountpoint);
+  std::optional<MountInfoEntry> e = FindMount(mountpoint);
   if (!e) return std::nullopt;
   return e->super_options;
 }
