@@ -361,8 +361,10 @@ class Vfs {
   Status PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len);
   Status ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size);
   // Zeroes bytes of mapped blocks in [off, end) in place; persists NF parts
-  // (setting *touched_nf) and records the rest as dirty.
-  Status ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_nf);
+  // and records the rest as dirty. Only for bytes past EOF (the old tail of
+  // a growing file), which no reader sees before the growth commits, so it
+  // needs no intent; visible bytes go through CommitInPlace.
+  Status ZeroInPlace(Inode* inode, uint64_t off, uint64_t end);
 
   // ---- the user.nosync interface (vfs_nosync.cc) ----
   static bool IsNosyncXattr(std::string_view name);

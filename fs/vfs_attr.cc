@@ -98,8 +98,7 @@ Status Vfs::ZeroTailForGrowth(Inode* inode, uint64_t new_start) {
   uint64_t block_end = (old + bs_ - 1) / bs_ * bs_;
   uint64_t end = std::min(new_start, block_end);
   if (end <= old) return Status::Ok();
-  bool touched_nf = false;
-  return ZeroInPlace(inode, old, end, &touched_nf);
+  return ZeroInPlace(inode, old, end);
 }
 
 }  // namespace nosyncfs

@@ -58,7 +58,7 @@ Status Vfs::AllocateLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_s
   return Commit(std::move(txn), {inode}, false);
 }
 
-Status Vfs::ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_nf) {
+Status Vfs::ZeroInPlace(Inode* inode, uint64_t off, uint64_t end) {
   return ForEachByteRun(inode->extents(), volume_->superblock(), off, end, [&](const ByteRun& r) {
     if (!r.mapped) return Status::Ok();
     volume_->device().Zero(r.dev, r.end - r.pos);
@@ -68,7 +68,6 @@ Status Vfs::ZeroInPlace(Inode* inode, uint64_t off, uint64_t end, bool* touched_
       MarkDirty(inode);
       return Status::Ok();
     }
-    *touched_nf = true;
     return volume_->device().Persist(r.dev, r.end - r.pos);
   });
 }
