@@ -13,7 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -125,9 +124,7 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
   }
 
   // The device's real path, by which a second mount finds this one.
-  char real_device[PATH_MAX];
-  std::string fsname = realpath(mo.device.c_str(), real_device) ? real_device : mo.device;
-  std::string opts = "fsname=" + fsname + ",subtype=nosyncfs,default_permissions";
+  std::string opts = "fsname=" + RealPath(mo.device) + ",subtype=nosyncfs,default_permissions";
   if (geteuid() == 0) opts += ",allow_other";
   for (const auto& o : mo.fuse_options) opts += "," + o;
   std::vector<std::string> argv_s = {"nosyncfs", "-o", opts};
@@ -148,8 +145,7 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
   vfs.set_attr_invalidator(
       [se](uint64_t ino) { (void)fuse_lowlevel_notify_inval_inode(se, ino, -1, 0); });
   // Before mounting: resolving the path afterwards would ask the mount.
-  char real[PATH_MAX];
-  std::string real_mountpoint = realpath(mo.mountpoint.c_str(), real) ? real : mo.mountpoint;
+  std::string real_mountpoint = RealPath(mo.mountpoint);
   int rc = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     reporter->Fail("cannot install signal handlers");

@@ -1,5 +1,8 @@
 #include "fs/mountinfo.h"
 
+#include <limits.h>
+#include <stdlib.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -43,6 +46,11 @@ std::vector<MountInfoEntry> ReadMountInfo() {
     out.push_back(std::move(e));
   }
   return out;
+}
+
+std::string RealPath(const std::string& path) {
+  char buf[PATH_MAX];
+  return ::realpath(path.c_str(), buf) != nullptr ? buf : path;
 }
 
 }  // namespace nosyncfs

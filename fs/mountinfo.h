@@ -18,4 +18,8 @@ struct MountInfoEntry {
 // Empty if the table cannot be read.
 std::vector<MountInfoEntry> ReadMountInfo();
 
+// `path` resolved as mountinfo shows paths (realpath(3)), or as given if it
+// cannot be resolved.
+std::string RealPath(const std::string& path);
+
 }  // namespace nosyncfs

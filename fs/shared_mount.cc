@@ -1,25 +1,15 @@
 #include "fs/shared_mount.h"
 
-#include <limits.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 
 #include "fs/mountinfo.h"
 
 namespace nosyncfs {
-namespace {
-
-std::string RealPath(const std::string& path) {
-  char buf[PATH_MAX];
-  return ::realpath(path.c_str(), buf) != nullptr ? buf : path;
-}
-
-}  // namespace
 
 std::optional<std::string> FindLiveMount(const std::string& device) {
   const std::string real_device = RealPath(device);
