@@ -183,6 +183,12 @@ class Vfs {
   Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len,
                    bool kill_suidgid = false);
   Result<uint64_t> Lseek(uint64_t ino, uint64_t off, int whence);
+  // Between unflagged ranges at the same offset within a block, whole
+  // blocks are shared (reference counted, copied on the next write to
+  // either side) and the copy is one transaction: after a crash it is there
+  // whole or not at all. Otherwise (an NF destination, a misaligned copy)
+  // bytes are copied as by write(2); an NF source is always copied (D1).
+  // A long copy may return a short count, as copy_file_range(2) allows.
   Result<size_t> CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
                                uint64_t off_out, size_t len, unsigned flags,
                                bool kill_suidgid = false);
@@ -366,6 +372,24 @@ class Vfs {
   // needs no intent; visible bytes go through CommitInPlace.
   Status ZeroInPlace(Inode* inode, uint64_t off, uint64_t end);
 
+  // ---- block sharing (vfs_share.cc) ----
+  // The parts of logical blocks [first, first+count) whose device blocks
+  // other extents may map too (never NF ones).
+  BlockRanges SharedBlocksLocked(const Inode& inode, uint64_t first, uint64_t count) const;
+  // Gives the shared blocks of [first, first+count) private copies and
+  // commits the new mapping at once (not durably: it changes where the
+  // bytes are, not what they are). ENOSPC leaves everything as it was.
+  // Call it before the operation changes the inode's mapping in memory:
+  // its commit takes every extent change made so far.
+  Status UnshareLocked(Inode* inode, uint64_t first, uint64_t count);
+  // copy_file_range by sharing whole blocks (offsets congruent modulo the
+  // block size, no NF block in the destination range); one transaction.
+  Result<size_t> CopySharedLocked(Inode* in, uint64_t off_in, Inode* out, uint64_t off_out,
+                                  uint64_t len);
+  // copy_file_range as a sequence of writes.
+  Result<size_t> CopyBytesLocked(Inode* in, uint64_t off_in, Inode* out, uint64_t off_out,
+                                 uint64_t len);
+
   // ---- the user.nosync interface (vfs_nosync.cc) ----
   static bool IsNosyncXattr(std::string_view name);
   Status SetNosyncLocked(Inode* inode, std::string_view value, int flags);
@@ -374,6 +398,8 @@ class Vfs {
   // Makes the NF set of `inode` exactly `target` (block ranges), durably.
   Status ApplyNosyncSet(Inode* inode, const BlockRanges& target);
   BlockRanges NosyncBlocks(const Inode& inode) const;
+  // Whether any block of [first, first+count) is mapped with the NF flag.
+  static bool HasNosyncBlocks(const Inode& inode, uint64_t first, uint64_t count);
 
   std::unique_ptr<Volume> volume_;
   VfsOptions options_;

@@ -98,6 +98,7 @@ Status Vfs::ZeroTailForGrowth(Inode* inode, uint64_t new_start) {
   uint64_t block_end = (old + bs_ - 1) / bs_ * bs_;
   uint64_t end = std::min(new_start, block_end);
   if (end <= old) return Status::Ok();
+  NSF_RETURN_IF_ERROR(UnshareLocked(inode, old / bs_, 1));
   return ZeroInPlace(inode, old, end);
 }
 

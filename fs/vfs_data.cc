@@ -135,32 +135,7 @@ Status Vfs::FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags, u
     if (prev.mapped) goal = prev.pblk + 1;
   }
   NSF_ASSIGN_OR_RETURN(std::vector<BlockRun> runs, volume_->Allocate(need, goal));
-  // A new block's previous contents (another file's data) must never become
-  // readable, after a crash either: every byte of it is zeroed, or is
-  // [keep_off, keep_end), which the caller overwrites; and it is persisted
-  // (here, or by the caller for kept bytes) before any commit maps it.
-  // Pair the holes with the runs: pieces of (logical block, count, device
-  // block).
-  struct Piece {
-    uint64_t lblk, count, pblk;
-  };
-  std::vector<Piece> pieces;
-  size_t ri = 0;
-  uint64_t used_in_run = 0;
-  for (auto [lblk, len] : holes) {
-    while (len > 0) {
-      const BlockRun& run = runs[ri];
-      uint64_t take = std::min(len, run.len - used_in_run);
-      pieces.push_back({lblk, take, run.start + used_in_run});
-      lblk += take;
-      len -= take;
-      used_in_run += take;
-      if (used_in_run == run.len) {
-        ++ri;
-        used_in_run = 0;
-      }
-    }
-  }
+  std::vector<PlacedRun> pieces = PlaceRuns(holes, runs);
   // A new block's previous contents (another file's data) must never become
   // readable, after a crash either: every byte of it is zeroed, or lies in
   // [keep_off, keep_end), which the caller overwrites; and it is persisted
@@ -168,7 +143,7 @@ Status Vfs::FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags, u
   const Superblock& sb = volume_->superblock();
   const bool keep = keep_end > keep_off;
   Device& dev = volume_->device();
-  for (const Piece& p : pieces) {
+  for (const PlacedRun& p : pieces) {
     uint64_t lstart = p.lblk * bs_, lend = (p.lblk + p.count) * bs_;
     uint64_t dstart = sb.BlockOffset(p.pblk);
     // Zero [lstart, keep_off) and [keep_end, lend), clipped to the piece.
@@ -183,7 +158,7 @@ Status Vfs::FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags, u
       return st;
     }
   }
-  for (const Piece& p : pieces) {
+  for (const PlacedRun& p : pieces) {
     inode->mutable_extents().Map(p.lblk, p.count, p.pblk, flags);
     if (allocated != nullptr) allocated->emplace_back(p.lblk, p.count);
   }
@@ -241,6 +216,10 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
   size = std::min<uint64_t>(size, kMaxFileSize - off);
   uint64_t first = off / bs_;
   uint64_t last = (off + size - 1) / bs_;
+  // Blocks shared with another file get private copies first (copy on
+  // write); both steps below only change this file's own blocks.
+  NSF_RETURN_IF_ERROR(UnshareLocked(inode, first, last - first + 1));
+  if (off > inode->rec.size) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off));
   // New blocks under the write: the write's own bytes are written once,
   // below; only the rest of each new block is zeroed.
   BlockRanges fresh;
@@ -264,7 +243,6 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
     filled = FillHoles(inode, {{first, last - first + 1}}, 0, off, off + size, &fresh);
   }
   NSF_RETURN_IF_ERROR(filled);
-  if (off > inode->rec.size) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off));
 
   // Copy. Persisted before the reply: NF runs (D2), and new blocks, whole,
   // before the commit that maps them (so that a durable mapping never shows

@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "base/status.h"
+#include "extent/block_run.h"
 #include "extent/extent_map.h"
 #include "journal/schema.h"
 #include "journal/superblock.h"
@@ -56,6 +59,35 @@ Status ForEachByteRun(const ExtentMap& map, const Superblock& sb, uint64_t off, 
     pos = run_end;
   }
   return Status::Ok();
+}
+
+// A run of logical blocks and the new device blocks that will hold it.
+struct PlacedRun {
+  uint64_t lblk, count, pblk;
+};
+
+// Pairs logical ranges (first block, count) with freshly allocated device
+// runs of the same total length, in order.
+inline std::vector<PlacedRun> PlaceRuns(const std::vector<std::pair<uint64_t, uint64_t>>& ranges,
+                                        const std::vector<BlockRun>& runs) {
+  std::vector<PlacedRun> out;
+  size_t ri = 0;
+  uint64_t used_in_run = 0;
+  for (auto [lblk, len] : ranges) {
+    while (len > 0) {
+      const BlockRun& run = runs[ri];
+      uint64_t take = std::min(len, run.len - used_in_run);
+      out.push_back({lblk, take, run.start + used_in_run});
+      lblk += take;
+      len -= take;
+      used_in_run += take;
+      if (used_in_run == run.len) {
+        ++ri;
+        used_in_run = 0;
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace nosyncfs::vfs_internal

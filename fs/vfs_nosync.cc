@@ -42,12 +42,25 @@ Vfs::BlockRanges Vfs::NosyncBlocks(const Inode& inode) const {
   return out;
 }
 
+bool Vfs::HasNosyncBlocks(const Inode& inode, uint64_t first, uint64_t count) {
+  for (uint64_t pos = first; pos < first + count;) {
+    auto seg = inode.extents().Find(pos, first + count - pos);
+    if (seg.mapped && (seg.flags & kExtentNoFsync)) return true;
+    pos += seg.len;
+  }
+  return false;
+}
+
 Status Vfs::ApplyNosyncSet(Inode* inode, const BlockRanges& target) {
   // Data already written under the range becomes NF data: make it durable
   // now, since fsync will have nothing left to do for it (D3).
   NSF_RETURN_IF_ERROR(PersistDirtyData(inode));
-  // The only step that can fail (ENOSPC) comes first and is all-or-nothing,
-  // so a failure leaves the file exactly as it was.
+  // NF blocks are never shared (D1): shared blocks in the range get private
+  // copies first. That changes which device blocks hold the bytes, not the
+  // bytes, so it commits ahead of the flags without being seen.
+  for (auto [first, count] : target) NSF_RETURN_IF_ERROR(UnshareLocked(inode, first, count));
+  // The only step that can fail (ENOSPC) is all-or-nothing, so a failure
+  // leaves the file's bytes, mapping and flags exactly as they were.
   NSF_RETURN_IF_ERROR(FillHoles(inode, target, kExtentNoFsync));
   CrashPoint("vfs.nosync.filled");
   inode->mutable_extents().SetFlags(0, kMaxFileOffset / bs_ + 1, kExtentNoFsync, 0);

@@ -1,5 +1,5 @@
 // The Vfs's space operations: fallocate (allocate, punch, zero range),
-// SEEK_DATA/SEEK_HOLE, copy_file_range.
+// SEEK_DATA/SEEK_HOLE. (copy_file_range is in vfs_share.cc.)
 #include <fcntl.h>
 #include <linux/falloc.h>
 
@@ -45,9 +45,9 @@ Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, bool k
 
 Status Vfs::AllocateLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size) {
   uint64_t first = off / bs_, last = (off + len - 1) / bs_;
-  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
   bool grows = !keep_size && off + len > inode->rec.size;
   if (grows) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off + len));
+  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
   Transaction txn;
   txn.PutExtentChanges(inode->ino, inode->mutable_extents());
   inode->rec.ctime = Now();
@@ -82,12 +82,7 @@ void Vfs::AddZeroWork(const Inode* inode, uint64_t off, uint64_t end, InPlaceWor
 Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
   uint64_t end = off + len;
   uint64_t touched_first = off / bs_, touched_end = (end + bs_ - 1) / bs_;
-  bool overlaps_nf = false;
-  for (uint64_t pos = touched_first; pos < touched_end;) {
-    auto seg = inode->extents().Find(pos, touched_end - pos);
-    if (seg.mapped && (seg.flags & kExtentNoFsync)) overlaps_nf = true;
-    pos += seg.len;
-  }
+  bool overlaps_nf = HasNosyncBlocks(*inode, touched_first, touched_end - touched_first);
   if (overlaps_nf && options_.nf_punch == VfsOptions::NfPunch::kDeny) {
     return Status::Error(EPERM, "hole punch over no-fsync extents (nf_punch=deny)");
   }
@@ -97,6 +92,11 @@ Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
   // transaction (unmapping the middle) is durable, and recovery finishes
   // it, so a crash leaves the punch whole or not begun.
   uint64_t full_first = (off + bs_ - 1) / bs_, full_end = end / bs_;
+  // Partial edge blocks shared with another file get private copies first:
+  // the zeroing below must reach this file's bytes only. (Whole blocks just
+  // lose this file's reference.)
+  if (off % bs_ != 0) NSF_RETURN_IF_ERROR(UnshareLocked(inode, off / bs_, 1));
+  if (end % bs_ != 0) NSF_RETURN_IF_ERROR(UnshareLocked(inode, (end - 1) / bs_, 1));
   InPlaceWork edges;
   if (full_first >= full_end) {
     AddZeroWork(inode, off, end, &edges);
@@ -124,8 +124,11 @@ Status Vfs::ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_
   // their blocks and flag and are persisted now).
   // The zeroing is the transaction's in-place work, as for a punch: the
   // range is all zeros after a crash, or as it was.
-  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
+  // Shared blocks get private copies first, so the zeroing never reaches
+  // another file's data.
+  NSF_RETURN_IF_ERROR(UnshareLocked(inode, first, last - first + 1));
   if (!keep_size && off > inode->rec.size) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off));
+  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
   InPlaceWork zeros;
   AddZeroWork(inode, off, end, &zeros);
   Transaction txn;
@@ -153,61 +156,6 @@ Result<uint64_t> Vfs::Lseek(uint64_t ino, uint64_t off, int whence) {
   }
   if (whence == SEEK_HOLE) return size;
   return Status::Error(ENXIO, "no data past offset");
-}
-
-Result<size_t> Vfs::CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
-                                  uint64_t off_out, size_t len, unsigned flags,
-                                  bool kill_suidgid) {
-  if (flags != 0) return Status::Error(EINVAL, "flags must be 0");
-  NSF_ASSIGN_OR_RETURN(InodeRef in, Get(ino_in));
-  NSF_ASSIGN_OR_RETURN(InodeRef out, Get(ino_out));
-  if (!in->is_reg() || !out->is_reg()) {
-    return Status::Error(in->is_dir() || out->is_dir() ? EISDIR : EINVAL, "not regular files");
-  }
-  if (ino_in == ino_out && off_in < off_out + len && off_out < off_in + len) {
-    return Status::Error(EINVAL, "overlapping ranges in one file");
-  }
-  bool killed = false;
-  size_t done = 0;
-  {
-    LockSet locks;
-    locks.Add(in.get());
-    locks.Add(out.get());
-    locks.Lock();
-    NSF_RETURN_IF_ERROR(CheckAlive(*out));
-    if (off_in >= in->rec.size) return size_t{0};
-    len = std::min<uint64_t>(len, in->rec.size - off_in);
-    // A physical byte copy: NF source blocks are never shared (SEMANTICS.md
-    // section 3), and a copy into NF blocks is durable like any NF write.
-    std::vector<char> buf(std::min<size_t>(len, 1 << 20));
-    while (done < len) {
-      size_t chunk = std::min(buf.size(), len - done);
-      uint64_t start = off_in + done;
-      NSF_RETURN_IF_ERROR(ForEachByteRun(
-          in->extents(), volume_->superblock(), start, start + chunk, [&](const ByteRun& r) {
-            char* dst = buf.data() + (r.pos - start);
-            if (r.mapped) {
-              volume_->device().Read(r.dev, dst, r.end - r.pos);
-            } else {
-              std::memset(dst, 0, r.end - r.pos);
-            }
-            return Status::Ok();
-          }));
-      auto wrote = WriteLocked(out.get(), off_out + done, buf.data(), chunk);
-      if (!wrote.ok()) {
-        if (done > 0) break;
-        return wrote.status();
-      }
-      done += *wrote;
-      if (*wrote < chunk) break;
-    }
-    if (done > 0 && KillSetId(out.get(), kill_suidgid)) {
-      NSF_RETURN_IF_ERROR(Commit(Transaction{}, {out.get()}, false));
-      killed = true;
-    }
-  }
-  if (killed) InvalidateKernelAttrs(ino_out);
-  return done;
 }
 
 }  // namespace nosyncfs

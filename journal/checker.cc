@@ -16,6 +16,45 @@ struct InodeFacts {
 
 std::string Ino(uint64_t ino) { return "inode " + std::to_string(ino); }
 
+// Per data block: how many extents map it and the reference count its
+// record gives (0 without one), kept as runs of blocks that agree.
+class BlockCounts {
+ public:
+  struct Count {
+    int64_t mapped = 0;
+    int64_t recorded = 0;
+  };
+  void Add(uint64_t start, uint64_t len, int64_t Count::*field, int64_t n) {
+    deltas_[start].*field += n;
+    deltas_[start + len].*field -= n;
+  }
+  // Calls fn(start, end, count) for each maximal run of blocks in use
+  // (mapped or recorded) whose counts agree, in order.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    Count c;
+    uint64_t run_start = 0;
+    Count run;
+    bool open = false;
+    for (const auto& [block, d] : deltas_) {
+      Count next{c.mapped + d.mapped, c.recorded + d.recorded};
+      if (open && (next.mapped != run.mapped || next.recorded != run.recorded)) {
+        fn(run_start, block, run);
+        open = false;
+      }
+      c = next;
+      if (!open && (c.mapped != 0 || c.recorded != 0)) {
+        run_start = block;
+        run = c;
+        open = true;
+      }
+    }
+  }
+
+ private:
+  std::map<uint64_t, Count> deltas_;
+};
+
 }  // namespace
 
 Result<CheckReport> CheckVolume(Volume& volume) {
@@ -97,7 +136,9 @@ Result<CheckReport> CheckVolume(Volume& volume) {
     return true;
   }));
 
-  // Extents (overlaps and range were already refused by Volume::Open).
+  // Extents. Each also counts, in `refs`, as one reference to its blocks.
+  BlockCounts refs;
+  const uint64_t data_blocks = volume.total_blocks();
   NSF_RETURN_IF_ERROR(store.Scan(keys::kExtentPrefixAll, "", [&](std::string_view k, std::string_view v) {
     ++report.extents;
     uint64_t ino = keys::InoOf(k);
@@ -107,6 +148,12 @@ Result<CheckReport> CheckVolume(Volume& volume) {
       return true;
     }
     report.mapped_blocks += e->len;
+    if (e->pblk >= data_blocks || e->len > data_blocks - e->pblk) {
+      problem(Ino(ino) + ": extent at block " + std::to_string(e->lblk) +
+              " lies outside the data area");
+    } else {
+      refs.Add(e->pblk, e->len, &BlockCounts::Count::mapped, 1);
+    }
     auto it = inodes.find(ino);
     if (it == inodes.end()) {
       problem("extent at block " + std::to_string(e->lblk) + " of missing " + Ino(ino) +
@@ -117,6 +164,33 @@ Result<CheckReport> CheckVolume(Volume& volume) {
     if (e->flags & ~uint32_t{kExtentNoFsync}) problem(Ino(ino) + ": unknown extent flags");
     return true;
   }));
+
+  // Reference counts of shared blocks against the extents that map them.
+  NSF_RETURN_IF_ERROR(store.Scan(keys::kRefcountPrefix, "", [&](std::string_view k,
+                                                               std::string_view v) {
+    auto r = DecodeRefcount(k, v);
+    if (!r.ok() || r->run.start >= data_blocks || r->run.len > data_blocks - r->run.start) {
+      problem("bad reference count record for block " + std::to_string(keys::TrailingU64(k)));
+    } else {
+      refs.Add(r->run.start, r->run.len, &BlockCounts::Count::recorded, r->refs);
+    }
+    return true;
+  }));
+  uint64_t used_blocks = 0;
+  refs.ForEach([&](uint64_t start, uint64_t end, const BlockCounts::Count& c) {
+    used_blocks += end - start;
+    std::string blocks = "blocks " + std::to_string(start) + ".." + std::to_string(end - 1);
+    if (c.recorded == 0 && c.mapped >= 2) {
+      problem(blocks + " are mapped " + std::to_string(c.mapped) +
+              " times without a reference count");
+    } else if (c.recorded > 0 && c.mapped == 0) {
+      problem(blocks + " have a reference count of " + std::to_string(c.recorded) +
+              " but no file maps them (leaked)");
+    } else if (c.recorded > 0 && c.mapped != c.recorded) {
+      problem(blocks + ": reference count " + std::to_string(c.recorded) + ", but mapped " +
+              std::to_string(c.mapped) + " times");
+    }
+  });
 
   NSF_ASSIGN_OR_RETURN(auto applied_value, store.Get(keys::kApplied));
   AppliedRecord applied;
@@ -156,11 +230,12 @@ Result<CheckReport> CheckVolume(Volume& volume) {
     problem("inode count " + std::to_string(applied.inode_count) + ", found " +
             std::to_string(inodes.size()) + " inodes");
   }
-  if (report.mapped_blocks + volume.free_blocks() != volume.total_blocks()) {
-    problem("block accounting: " + std::to_string(report.mapped_blocks) + " mapped + " +
+  if (used_blocks + volume.free_blocks() != volume.total_blocks()) {
+    problem("block accounting: " + std::to_string(used_blocks) + " in use + " +
             std::to_string(volume.free_blocks()) + " free != " +
             std::to_string(volume.total_blocks()) + " blocks");
   }
+  report.used_blocks = used_blocks;
   return report;
 }
 

@@ -6,8 +6,9 @@
 // type and has its readdir twin; link counts equal the entries (directories:
 // 2 + subdirectories); directory parent pointers; every inode is reachable
 // or an orphan (unlinked while open); extents only on regular files,
-// well-formed, inside the data area, never sharing a block (the latter two
-// already refused by Volume::Open); symlinks have targets; the inode
+// well-formed, inside the data area; every block mapped more than once has
+// a reference count equal to the extents mapping it, and no count names
+// blocks nothing maps (leaked); symlinks have targets; the inode
 // counter is past every inode; the kept inode count is exact.
 #pragma once
 
@@ -20,7 +21,9 @@
 namespace nosyncfs {
 
 struct CheckReport {
-  uint64_t inodes = 0, directories = 0, entries = 0, extents = 0, mapped_blocks = 0;
+  uint64_t inodes = 0, directories = 0, entries = 0, extents = 0;
+  uint64_t mapped_blocks = 0;  // by all extents, shared blocks once for each
+  uint64_t used_blocks = 0;    // distinct blocks in use
   std::vector<std::string> problems;
   bool clean() const { return problems.empty(); }
 };

@@ -117,6 +117,7 @@ std::string XattrPrefix(uint64_t ino) { return PrefixU64('x', ino); }
 std::string Xattr(uint64_t ino, std::string_view name) { return XattrPrefix(ino).append(name); }
 std::string Orphan(uint64_t ino) { return PrefixU64('o', ino); }
 std::string Intent(uint64_t id) { return PrefixU64('w', id); }
+std::string Refcount(uint64_t block) { return PrefixU64('r', block); }
 std::string SymlinkTarget(uint64_t ino) { return PrefixU64('l', ino); }
 
 uint64_t TrailingU64(std::string_view key) {
@@ -144,6 +145,24 @@ Result<Extent> DecodeExtent(std::string_view key, std::string_view value) {
   }
   e.lblk = keys::TrailingU64(key);
   return e;
+}
+
+std::string EncodeRefcountValue(const RefcountMap::Record& r) {
+  std::string out;
+  PutFixed64(&out, r.run.len);
+  PutFixed32(&out, r.refs);
+  return out;
+}
+
+Result<RefcountMap::Record> DecodeRefcount(std::string_view key, std::string_view value) {
+  RefcountMap::Record r;
+  Decoder d(value);
+  if (key.size() != 9 || !(d.GetFixed64(&r.run.len) && d.GetFixed32(&r.refs) && d.done()) ||
+      r.run.len == 0 || r.refs < 2) {
+    return Status::Error(EUCLEAN, "bad reference count record");
+  }
+  r.run.start = keys::TrailingU64(key);
+  return r;
 }
 
 std::string EncodeU64(uint64_t v) {

@@ -9,6 +9,7 @@
 
 #include "base/status.h"
 #include "extent/extent_map.h"
+#include "extent/refcount_map.h"
 
 namespace nosyncfs {
 
@@ -92,6 +93,10 @@ std::string Orphan(uint64_t ino);
 // and removes every intent, so none outlives the mount that made it.
 std::string Intent(uint64_t id);
 inline constexpr char kIntentPrefix[] = "w";
+// The reference count of a run of shared data blocks (RefcountMap::Record);
+// blocks without one are mapped at most once.
+std::string Refcount(uint64_t block);
+inline constexpr char kRefcountPrefix[] = "r";
 std::string SymlinkTarget(uint64_t ino);
 inline constexpr char kOrphanPrefix[] = "o";
 
@@ -105,6 +110,11 @@ uint64_t InoOf(std::string_view key);
 std::string EncodeExtentValue(const Extent& e);
 // `key` is a keys::Extent key. EUCLEAN when malformed.
 Result<Extent> DecodeExtent(std::string_view key, std::string_view value);
+
+std::string EncodeRefcountValue(const RefcountMap::Record& r);
+// `key` is a keys::Refcount key. EUCLEAN when malformed or counting fewer
+// than two references.
+Result<RefcountMap::Record> DecodeRefcount(std::string_view key, std::string_view value);
 
 std::string EncodeU64(uint64_t v);
 // EUCLEAN unless exactly 8 bytes.

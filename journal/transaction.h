@@ -1,5 +1,5 @@
-// Transaction: the metadata changes and block frees of one atomic
-// operation, committed through Volume::Commit.
+// Transaction: the metadata changes, block frees and new block references
+// of one atomic operation, committed through Volume::Commit.
 #pragma once
 
 #include <vector>
@@ -13,8 +13,13 @@ namespace nosyncfs {
 
 struct Transaction {
   MetaBatch batch;
-  // Device blocks this transaction unmaps; reusable once it is durable.
+  // Device blocks this transaction unmaps: each loses one reference, and a
+  // block whose last reference goes is reusable once this is durable.
   std::vector<BlockRun> freed;
+  // Device blocks it maps a second (or further) time: a copy sharing them.
+  // Counted before `freed`, so a block both shared and freed here (a copy
+  // over a range already sharing it) never reaches zero on the way.
+  std::vector<BlockRun> shared;
   // Inodes it creates (Volume::NextInodeNumber counts them) and deletes:
   // the Volume records the inode counter and the inode count (statfs) in
   // the same batch, so both stay exact across crashes.
@@ -35,9 +40,10 @@ struct Transaction {
   }
 
   void Free(const std::vector<BlockRun>& runs) { freed.insert(freed.end(), runs.begin(), runs.end()); }
+  void Share(BlockRun run) { shared.push_back(run); }
 
   bool empty() const {
-    return batch.empty() && freed.empty() && created_inodes == 0 && deleted_inodes == 0;
+    return batch.empty() && freed.empty() && shared.empty() && created_inodes == 0 && deleted_inodes == 0;
   }
 };
 

@@ -144,7 +144,7 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
   }
   v->log_ = std::make_unique<Log>(v->device_.get(), v->sb_.log_offset, v->sb_.log_length);
   NSF_RETURN_IF_ERROR(v->Recover());
-  NSF_RETURN_IF_ERROR(v->RebuildAllocator());
+  NSF_RETURN_IF_ERROR(v->RebuildAllocator(options.tolerate_double_mapping));
   NSF_RETURN_IF_ERROR(v->LoadCounters());
   v->durable_seq_.store(v->log_->durable_seq());
   NSF_RETURN_IF_ERROR(v->FinishIntents());
@@ -275,24 +275,88 @@ Status Volume::Recover() {
   return log_->Reset(next);
 }
 
-Status Volume::RebuildAllocator() {
+Status Volume::RebuildAllocator(bool tolerate_double_mapping) {
   allocator_ = std::make_unique<Allocator>(sb_.data_blocks);
+  refs_ = RefcountMap();
   Status inner;
-  Status st = store_->Scan(keys::kExtentPrefixAll, "", [&](std::string_view k, std::string_view v) {
+  // Shared runs first: each is used once, however many extents map it.
+  uint64_t prev_end = 0;
+  NSF_RETURN_IF_ERROR(store_->Scan(keys::kRefcountPrefix, "", [&](std::string_view k,
+                                                                  std::string_view v) {
+    auto r = DecodeRefcount(k, v);
+    inner = r.ok() ? Status::Ok() : r.status();
+    if (inner.ok() && r->run.start < prev_end) {
+      inner = Status::Error(EUCLEAN, "overlapping reference count records");
+    }
+    if (inner.ok()) inner = allocator_->MarkUsed(r->run);
+    if (!inner.ok()) {
+      inner = inner.WithContext("reference count of block " + std::to_string(keys::TrailingU64(k)) +
+                                ": run fsck.nosyncfs");
+      return false;
+    }
+    prev_end = r->run.end();
+    refs_.Load(*r);
+    return true;
+  }));
+  NSF_RETURN_IF_ERROR(inner);
+  NSF_RETURN_IF_ERROR(store_->Scan(keys::kExtentPrefixAll, "", [&](std::string_view k,
+                                                                   std::string_view v) {
     auto e = DecodeExtent(k, v);
     if (!e.ok()) {
       inner = e.status();
       return false;
     }
-    inner = allocator_->MarkUsed({e->pblk, e->len});
-    if (!inner.ok()) {
-      inner = inner.WithContext("inode " + std::to_string(keys::InoOf(k)) +
-                                ": run fsck.nosyncfs");
+    // The private parts: what the shared runs above do not cover.
+    uint64_t pos = e->pblk;
+    const uint64_t end = e->pblk + e->len;
+    auto mark = [&](uint64_t from, uint64_t to) {
+      if (to <= from) return true;
+      inner = allocator_->MarkUsed({from, to - from});
+      if (!inner.ok() && tolerate_double_mapping) inner = Status::Ok();
+      if (!inner.ok()) {
+        inner = inner.WithContext("inode " + std::to_string(keys::InoOf(k)) + ": run fsck.nosyncfs");
+      }
+      return inner.ok();
+    };
+    for (const BlockRun& shared : refs_.Shared({e->pblk, e->len}, UINT64_MAX)) {
+      if (!mark(pos, shared.start)) return false;
+      pos = shared.end();
     }
-    return inner.ok();
-  });
-  NSF_RETURN_IF_ERROR(st);
+    return mark(pos, end);
+  }));
+  any_shared_.store(!refs_.empty(), std::memory_order_release);
   return inner;
+}
+
+std::vector<BlockRun> Volume::CountReferences(Transaction* txn, uint64_t seq) {
+  // Without a shared block anywhere, every freed block loses its only
+  // reference.
+  if (txn->shared.empty() && refs_.empty()) return txn->freed;
+  std::vector<BlockRun> freed;
+  for (const BlockRun& r : txn->shared) refs_.AddRef(r);
+  for (const BlockRun& r : txn->freed) {
+    auto gone = refs_.DropRef(r, seq);
+    freed.insert(freed.end(), gone.begin(), gone.end());
+  }
+  for (const auto& [block, record] : refs_.Changes()) {
+    if (record) {
+      txn->batch.Put(keys::Refcount(block), EncodeRefcountValue(*record));
+    } else {
+      txn->batch.Delete(keys::Refcount(block));
+    }
+  }
+  return freed;
+}
+
+std::vector<BlockRun> Volume::SharedParts(BlockRun run) const {
+  if (!any_shared_.load(std::memory_order_acquire)) return {};
+  std::lock_guard lock(mu_);
+  return refs_.Shared(run, durable_seq());
+}
+
+std::vector<RefcountMap::Record> Volume::RefcountRecords() const {
+  std::lock_guard lock(mu_);
+  return refs_.Records();
 }
 
 Volume::~Volume() {
@@ -343,20 +407,25 @@ Result<uint64_t> Volume::Commit(Transaction&& txn, bool durable) {
   for (;;) {
     std::unique_lock lock(mu_);
     seq = log_->next_seq();
+    std::vector<BlockRun> to_free = CountReferences(&txn, seq);
     SealBatch(&txn, seq);
     std::string payload = txn.batch.Encode();
     if (!log_->Fits(payload.size())) {
+      refs_.Revert();
       return Status::Error(EFBIG, "transaction too large for the log");
     }
     if (log_->Append(payload).ok()) {
+      refs_.Accept();
+      any_shared_.store(!refs_.empty(), std::memory_order_release);
       CrashPoint("volume.commit.appended");
       NSF_RETURN_IF_ERROR(store_->Apply(txn.batch));
       CrashPoint("volume.commit.applied");
       inode_count_.fetch_add(txn.created_inodes);
       inode_count_.fetch_sub(txn.deleted_inodes);
-      for (const BlockRun& r : txn.freed) allocator_->FreeAfter(seq, r);
+      for (const BlockRun& r : to_free) allocator_->FreeAfter(seq, r);
       break;
     }
+    refs_.Revert();
     // The log is full: checkpoint (which needs the sync side first, so
     // not under mu_), then seal again with the new sequence number.
     txn.batch.Truncate(own_ops);
@@ -420,6 +489,8 @@ Status Volume::Checkpoint() {
     uint64_t last = log_->next_seq() - 1;
     NSF_RETURN_IF_ERROR(log_->Reset(log_->next_seq()));
     allocator_->ReleaseUpTo(last);
+    refs_.Prune(last);
+    any_shared_.store(!refs_.empty(), std::memory_order_release);
     durable_seq_.store(last, std::memory_order_release);
     return Status::Ok();
   }();

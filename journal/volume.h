@@ -29,6 +29,7 @@
 #include "base/status.h"
 #include "extent/allocator.h"
 #include "extent/device.h"
+#include "extent/refcount_map.h"
 #include "journal/in_place_work.h"
 #include "journal/log.h"
 #include "journal/meta_store.h"
@@ -53,6 +54,9 @@ struct VolumeOptions {
   // For tests: wraps the opened device (extent/device_wrapper.h), e.g. to
   // slow or fail its persists.
   std::function<std::unique_ptr<Device>(std::unique_ptr<Device>)> wrap_device;
+  // fsck: open even when extents map a block twice without a reference
+  // count (a mount refuses that), so that the checker can name them.
+  bool tolerate_double_mapping = false;
 };
 
 class Volume {
@@ -96,6 +100,8 @@ class Volume {
   // Appends the transaction to the log and applies it; with `durable`, also
   // waits until it is durable. Returns the sequence number. A full log is
   // checkpointed first. EFBIG when the transaction can never fit the log.
+  // The reference counts of the blocks it shares and frees change in the
+  // same batch; only blocks whose last reference goes are freed.
   Result<uint64_t> Commit(Transaction&& txn, bool durable);
   // An operation that changes device bytes in place as well as metadata,
   // all or nothing across a crash: the transaction, carrying `work` as its
@@ -119,6 +125,13 @@ class Volume {
   // Flushes the store and empties the log.
   Status Checkpoint();
 
+  // The parts of a mapped run that another extent may map too, which
+  // therefore must not be changed in place: shared, or shared until a
+  // transaction that is not durable yet (RefcountMap's settling runs).
+  std::vector<BlockRun> SharedParts(BlockRun run) const;
+  // Blocks shared by more than one extent (each counted once), for tests.
+  std::vector<RefcountMap::Record> RefcountRecords() const;
+
   // Hands out a new inode number for an inode that `txn` creates; the
   // commit of `txn` records the counter and the inode count.
   uint64_t NextInodeNumber(Transaction* txn);
@@ -129,7 +142,11 @@ class Volume {
  private:
   Volume() = default;
   Status Recover();
-  Status RebuildAllocator();
+  // Loads the reference counts and marks every mapped block used.
+  Status RebuildAllocator(bool tolerate_double_mapping);
+  // Counts the references `txn` adds and drops into its batch (under mu_);
+  // returns the runs to free.
+  std::vector<BlockRun> CountReferences(Transaction* txn, uint64_t seq);
   // Does the work of every intent left by a crash, then retires them.
   Status FinishIntents();
   // EUCLEAN unless every range lies in the data area.
@@ -148,8 +165,12 @@ class Volume {
   std::unique_ptr<MetaStore> store_;
   std::unique_ptr<Log> log_;
   std::unique_ptr<Allocator> allocator_;
+  RefcountMap refs_;  // mu_
+  // !refs_.empty(), readable without mu_: most volumes share nothing, and
+  // then SharedParts (asked on every write) takes no lock.
+  std::atomic<bool> any_shared_{false};
 
-  // Guards log_, allocator_, the store's apply order and inode_count_'s
+  // Guards log_, allocator_, refs_, the store's apply order and inode_count_'s
   // updates. Held for appends and applies only, never for a persist.
   mutable std::mutex mu_;
   // Guards sync_running_: one thread at a time persists the log (or

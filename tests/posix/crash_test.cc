@@ -1,8 +1,8 @@
 // Crash at every crash point a workload reaches (base/crash_point.h), then
 // recover, check, and verify SEMANTICS.md section 6 against what the
 // workload saw acknowledged: a file-level operation in flight (punch, zero
-// range, flag change, truncate) whole or not at all, a write in flight byte
-// by byte. The daemon dies by SIGKILL under emulate=strict,
+// range, flag change, truncate, a copy sharing blocks) whole or not at all,
+// a write in flight byte by byte. The daemon dies by SIGKILL under emulate=strict,
 // so the image holds only what was persisted; "device.persist" points also
 // tear the persist in progress.
 #include <fcntl.h>
@@ -33,6 +33,8 @@ struct Model {
   std::string plain_name;   // "plain" or, after the durable rename, "renamed"
   std::string nf;           // contents of the NF file
   std::string nf_flags;     // canonical user.nosync ("" = not created yet)
+  bool copy_exists = false; // "copy": made by copy_file_range from the plain file
+  std::string copy;
 };
 
 struct Step {
@@ -124,6 +126,37 @@ std::vector<Step> Workload() {
                             FsyncDir(v.mountpoint());
                    },
                    [](Model& m) { m.plain_name = "renamed"; }});
+  steps.push_back({"create copy, fsync dir",
+                   [](const TestVolume& v) {
+                     return WriteAt(v.Path("copy"), "", 0, true) && FsyncDir(v.mountpoint());
+                   },
+                   [](Model& m) { m.copy_exists = true; }});
+  // Shares the plain file's whole blocks (one transaction), copies the
+  // partial last one.
+  steps.push_back({"copy_file_range renamed to copy, fsync copy",
+                   [](const TestVolume& v) {
+                     int in = open(v.Path("renamed").c_str(), O_RDONLY);
+                     int out = open(v.Path("copy").c_str(), O_WRONLY);
+                     loff_t a = 0, b = 0;
+                     bool ok = in >= 0 && out >= 0 &&
+                               copy_file_range(in, &a, out, &b, 40000, 0) == 40000 &&
+                               fsync(out) == 0;
+                     if (in >= 0) close(in);
+                     if (out >= 0) ok = close(out) == 0 && ok;
+                     return ok;
+                   },
+                   [](Model& m) { m.copy = Pattern(63, 40000); },
+                   /*whole=*/true});
+  steps.push_back({"overwrite copy 1000..6000 (copy on write), fsync",
+                   [](const TestVolume& v) {
+                     return WriteAt(v.Path("copy"), Pattern(64, 5000), 1000, true);
+                   },
+                   [](Model& m) { Put(m.copy, 1000, Pattern(64, 5000)); }});
+  steps.push_back({"overwrite renamed 30000..34000 (copy on write), fsync",
+                   [](const TestVolume& v) {
+                     return WriteAt(v.Path("renamed"), Pattern(65, 4000), 30000, true);
+                   },
+                   [](Model& m) { Put(m.plain, 30000, Pattern(65, 4000)); }});
   steps.push_back({"shrink NF set",
                    [](const TestVolume& v) {
                      return setxattr(v.Path("nf").c_str(), "user.nosync", "0-64K", 5, 0) == 0;
@@ -262,6 +295,24 @@ TEST_CASE("crash at every crash point: recovery, fsck and the durability contrac
       INFO("plain: " << why);
       CHECK(ok);
       CHECK(got.size() == before.plain.size());
+    }
+    // The copy: there whole or not at all while copy_file_range is in
+    // flight, each fsynced write to it or its source after that.
+    if (before.copy_exists) {
+      bool exists = false;
+      std::string got = ReadOr(v.Path("copy"), &exists);
+      REQUIRE(exists);
+      if (acked < steps.size() && steps[acked].whole) {
+        INFO("copy: " << FirstMismatch(got, before.copy) << " / "
+                      << FirstMismatch(got, after.copy));
+        CHECK((got == before.copy || got == after.copy));
+      } else {
+        std::string why;
+        bool ok = EachByteFrom(got, before.copy, after.copy, &why);
+        INFO("copy: " << why);
+        CHECK(ok);
+        CHECK(got.size() == std::max(before.copy.size(), after.copy.size()));
+      }
     }
     // The NF file: every acknowledged write, its size, its flags.
     if (!before.nf_flags.empty()) {

@@ -90,6 +90,26 @@ TEST_CASE("checker: each broken invariant is reported", "[journal][fsck]") {
     bad.Put(keys::Extent(77, 0), EncodeExtentValue({0, 1, 500, 0}));
     expect = "leaked blocks";
   }
+  SECTION("block mapped twice without a reference count") {
+    auto e = v->store().Get(keys::Extent(2, 0));
+    REQUIRE(e.ok());
+    auto extent = DecodeExtent(keys::Extent(2, 0), **e);
+    REQUIRE(extent.ok());
+    bad.Put(keys::Extent(2, 10), EncodeExtentValue({10, 1, extent->pblk + 1, 0}));
+    expect = "mapped 2 times without a reference count";
+  }
+  SECTION("wrong reference count") {
+    auto e = v->store().Get(keys::Extent(2, 0));
+    REQUIRE(e.ok());
+    auto extent = DecodeExtent(keys::Extent(2, 0), **e);
+    REQUIRE(extent.ok());
+    bad.Put(keys::Refcount(extent->pblk), EncodeRefcountValue({{extent->pblk, 2}, 3}));
+    expect = "reference count 3, but mapped 1 times";
+  }
+  SECTION("reference count of blocks nothing maps") {
+    bad.Put(keys::Refcount(900), EncodeRefcountValue({{900, 2}, 2}));
+    expect = "no file maps them (leaked)";
+  }
   SECTION("inode count that does not add up") {
     auto a = v->store().Get(keys::kApplied);
     REQUIRE(a.ok());
@@ -108,6 +128,32 @@ TEST_CASE("checker: each broken invariant is reported", "[journal][fsck]") {
     found = found || p.find(expect) != std::string::npos;
   }
   CHECK(found);
+}
+
+TEST_CASE("checker: a block mapped twice fails a mount but fsck opens and names it",
+          "[journal][fsck]") {
+  VolumeFixture fx;
+  {
+    auto v = fx.Open();
+    Populate(*v);
+    auto e = v->store().Get(keys::Extent(2, 0));
+    REQUIRE(e.ok());
+    auto extent = DecodeExtent(keys::Extent(2, 0), **e);
+    REQUIRE(extent.ok());
+    Transaction txn;
+    txn.batch.Put(keys::Extent(2, 20), EncodeExtentValue({20, 2, extent->pblk, 0}));
+    REQUIRE(v->Commit(std::move(txn), true).ok());
+  }
+  auto refused = fx.TryOpen();
+  REQUIRE(!refused.ok());
+  CHECK(refused.status().code() == EUCLEAN);
+  VolumeOptions tolerant = fx.volume_options();
+  tolerant.tolerate_double_mapping = true;
+  auto v = Volume::Open(fx.image(), tolerant);
+  REQUIRE(v.ok());
+  auto problems = Problems(**v);
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find("mapped 2 times without a reference count") != std::string::npos);
 }
 
 }  // namespace nosyncfs::test

@@ -3,7 +3,8 @@
 // before the operation or exactly those after it. Those that change bytes
 // in place (hole punch with partial blocks at its edges, zero range) do so
 // through an intent (journal/in_place_work.h, Volume::CommitInPlace); flag
-// set and clear and a shrinking truncate are single transactions.
+// set and clear, a shrinking truncate and a copy sharing blocks are single
+// transactions.
 #include <fcntl.h>
 #include <linux/falloc.h>
 
@@ -66,6 +67,17 @@ Status RunOperation(Vfs& vfs, uint64_t ino, const std::string& op) {
     req.size = 5000;
     return vfs.Setattr(ino, req).status();
   }
+  if (op == "copy-grow" || op == "copy-into") {
+    // Within the file: whole blocks shared, partial edge blocks copied;
+    // past EOF (the file grows), or over its own later bytes. Then fsync,
+    // since the copy of an unflagged range is not durable before it.
+    uint64_t off_in = op == "copy-grow" ? 0 : 100;
+    uint64_t off_out = op == "copy-grow" ? 8 * 4096 : 4 * 4096 + 100;
+    uint64_t len = op == "copy-grow" ? 3 * 4096 + 500 : 2 * 4096 + 200;
+    NSF_ASSIGN_OR_RETURN(size_t n, vfs.CopyFileRange(ino, off_in, ino, off_out, len, 0));
+    if (n != len) return Status::Error(EIO, "short copy");
+    return vfs.Fsync(ino, false);
+  }
   return vfs.Fallocate(ino, ModeOf(op), OpOff(op), kOpLen);
 }
 
@@ -92,10 +104,10 @@ NSF_CRASH_WORKLOAD(InPlace, "vfs.in_place") {
   child.Must(vfs.Create(kRootIno, "g", 0644, true, false, kRoot), "create g");
 }
 
-TEST_CASE("vfs crash: punch, zero range, flag changes and truncate are whole or not begun",
+TEST_CASE("vfs crash: punch, zero range, flag changes, truncate and copy are whole or not begun",
           "[fs][crash][in_place]") {
   for (const char* op : {"punch-nf", "punch", "zero-nf", "zero", "zero-grow", "flag-set",
-                         "flag-clear", "truncate-nf"}) {
+                         "flag-clear", "truncate-nf", "copy-grow", "copy-into"}) {
     INFO("operation " << op);
     // The states before and after, from runs without a crash (the first
     // counts the crash points of the operation).
@@ -125,6 +137,16 @@ TEST_CASE("vfs crash: punch, zero range, flag changes and truncate are whole or 
     FileState after = after_all;
     if (WritesAfter(op)) after.bytes.replace(kOpOff, kNfWrite.size(), kNfWrite.size(), '\0');
     REQUIRE(before.bytes == DataPattern(61, kFileBytes));
+    if (std::string(op) == "copy-grow") {
+      std::string expect = before.bytes;
+      expect.resize(8 * 4096, '\0');
+      expect += before.bytes.substr(0, 3 * 4096 + 500);
+      REQUIRE(after.bytes == expect);
+    } else if (std::string(op) == "copy-into") {
+      std::string expect = before.bytes;
+      expect.replace(4 * 4096 + 100, 2 * 4096 + 200, before.bytes.substr(100, 2 * 4096 + 200));
+      REQUIRE(after.bytes == expect);
+    }
     REQUIRE(!(before == after));
     REQUIRE(points >= 3);
 
