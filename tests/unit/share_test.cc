@@ -288,6 +288,41 @@ TEST_CASE("share: a copy fails whole with ENOSPC and leaves both files as they w
   CheckClean(*vfs);
 }
 
+TEST_CASE("share: setting user.nosync over shared blocks with no space left changes nothing",
+          "[fs][share]") {
+  VolumeFixture::Options o;
+  o.image_bytes = 16 * kMiB;
+  VolumeFixture fx(o);
+  auto vfs = fx.OpenVfs();
+  uint64_t src = MustCreate(*vfs, "src"), dst = MustCreate(*vfs, "dst");
+  const std::string data = Pattern(32 * kBs, 8);
+  MustWrite(*vfs, src, 0, data);
+  MustCopy(*vfs, src, 0, dst, 0, data.size());
+  uint64_t filler = MustCreate(*vfs, "filler");
+  auto s = vfs->Statfs();
+  REQUIRE(s.ok());
+  REQUIRE(vfs->Fallocate(filler, 0, 0, (s->f_bfree - 8) * kBs).ok());
+  Status st = vfs->Setxattr(dst, "user.nosync", "0-" + std::to_string(32 * kBs), 0);
+  CHECK(st.code() == ENOSPC);
+  CHECK(vfs->Getxattr(dst, "user.nosync").status().code() == ENODATA);
+  CHECK(MustRead(*vfs, dst, 0, data.size()) == data);
+  CHECK(MustRead(*vfs, src, 0, data.size()) == data);
+  // A write to a shared block needs a block of its own, too.
+  s = vfs->Statfs();
+  REQUIRE(s.ok());
+  uint64_t used = 0;
+  {
+    auto fst = vfs->Getattr(filler);
+    REQUIRE(fst.ok());
+    used = static_cast<uint64_t>(fst->st_blocks) / (kBs / 512);
+  }
+  // The rest of the device, after the filler's blocks.
+  REQUIRE(vfs->Fallocate(filler, FALLOC_FL_KEEP_SIZE, 0, (used + s->f_bfree) * kBs).ok());
+  CHECK(VfsWriteAll(*vfs, dst, 0, "x").code() == ENOSPC);
+  CHECK(MustRead(*vfs, src, 0, data.size()) == data);
+  CheckClean(*vfs);
+}
+
 // f and g share f's blocks; g is then written (copy on write, not made
 // durable), and f written in place and fsynced, with a crash at any point of
 // that. f's new bytes must never show in g: the block g shared is f's alone
