@@ -99,6 +99,22 @@ std::vector<BlockRun> ExtentMap::Unmap(uint64_t lblk, uint64_t len) {
   return freed;
 }
 
+void ExtentMap::Shift(uint64_t from, uint64_t by, bool up) {
+  if (by == 0) return;
+  SplitAt(from);
+  std::vector<Extent> moving;
+  for (auto it = map_.lower_bound(from); it != map_.end();) {
+    moving.push_back(it->second);
+    auto victim = it++;
+    Erase(victim);
+  }
+  for (Extent e : moving) {
+    e.lblk = up ? e.lblk + by : e.lblk - by;
+    Put(e);
+  }
+  if (!moving.empty()) MergeAround(up ? from + by : from - by);
+}
+
 void ExtentMap::SetFlags(uint64_t lblk, uint64_t len, uint32_t mask, uint32_t value) {
   if (len == 0) return;
   uint64_t end = lblk + len;

@@ -60,6 +60,11 @@ class ExtentMap {
   // device runs that were mapped there.
   std::vector<BlockRun> Unmap(uint64_t lblk, uint64_t len);
 
+  // Moves every extent at or after logical block `from` up or down by `by`
+  // blocks (collapse and insert range). Moving down, [from - by, from) must
+  // be a hole; moving up, nothing may be pushed past the largest block.
+  void Shift(uint64_t from, uint64_t by, bool up);
+
   // Sets the flags of every mapped block in [lblk, lblk+len) to
   // (old & ~mask) | (value & mask), splitting and merging as needed.
   void SetFlags(uint64_t lblk, uint64_t len, uint32_t mask, uint32_t value);

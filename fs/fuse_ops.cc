@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "fs/fuse_channel.h"
+#include "fs/ioctl.h"
 #include "fs/vfs.h"
 
 namespace nosyncfs {
@@ -213,6 +214,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Status st = VfsOf(req)->Open(ino, fi->flags & O_TRUNC, CurrentRawRequest().kill_suidgid);
   if (!st.ok()) return ReplyError(req, st);
   fi->keep_cache = 0;
+  fi->fh = static_cast<uint64_t>(fi->flags & O_ACCMODE);  // for OpIoctl
   if (fuse_reply_open(req, fi) != 0) VfsOf(req)->Release(ino);
 }
 
@@ -225,6 +227,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_entry_param p = EntryParam(*r);
   fi->keep_cache = 0;
+  fi->fh = static_cast<uint64_t>(fi->flags & O_ACCMODE);  // for OpIoctl
   if (fuse_reply_create(req, &p, fi) != 0) VfsOf(req)->Release(r->ino);
 }
 
@@ -368,6 +371,28 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
                                          static_cast<uint64_t>(length), CallerLacksFsetid(req)));
 }
 
+void OpIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_info* fi,
+             unsigned flags, const void* in_buf, size_t in_bufsz, size_t) {
+  if (cmd != NSF_IOC_FALLOCATE || (flags & FUSE_IOCTL_COMPAT)) {
+    return (void)fuse_reply_err(req, ENOTTY);
+  }
+  nsf_fallocate_args args;
+  if (in_bufsz != sizeof(args)) return (void)fuse_reply_err(req, EINVAL);
+  std::memcpy(&args, in_buf, sizeof(args));
+  if ((fi->fh & O_ACCMODE) == O_RDONLY) return (void)fuse_reply_err(req, EBADF);
+  if (args.reserved != 0 || args.offset > INT64_MAX || args.length == 0 ||
+      args.length > INT64_MAX) {
+    return (void)fuse_reply_err(req, EINVAL);
+  }
+  Status st = VfsOf(req)->Fallocate(ino, static_cast<int>(args.mode), args.offset, args.length,
+                                    CallerLacksFsetid(req));
+  if (!st.ok()) return ReplyError(req, st);
+  // The kernel learns nothing of a fallocate it did not send: drop its
+  // cached pages and attributes of the file (collapse and insert move bytes).
+  (void)fuse_lowlevel_notify_inval_inode(ContextOf(req)->session, ino, 0, 0);
+  fuse_reply_ioctl(req, 0, nullptr, 0);
+}
+
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
   // Before the start is never inside the file: ENXIO, as ext4 and xfs say.
   if (off < 0) return (void)fuse_reply_err(req, ENXIO);
@@ -422,6 +447,7 @@ fuse_lowlevel_ops MakeOps() {
   ops.removexattr = OpRemovexattr;
   ops.fallocate = OpFallocate;
   ops.lseek = OpLseek;
+  ops.ioctl = OpIoctl;
   ops.copy_file_range = OpCopyFileRange;
   return ops;
 }

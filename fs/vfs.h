@@ -366,6 +366,10 @@ class Vfs {
   Status AllocateLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size);
   Status PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len);
   Status ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_size);
+  // COLLAPSE_RANGE (remove [off, off+len), moving the rest down) or
+  // INSERT_RANGE (a hole of len bytes at off, moving the rest up): whole
+  // blocks, ext4's errno rules, EPERM when NF blocks would move.
+  Status ShiftRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool insert);
   // Zeroes bytes of mapped blocks in [off, end) in place; persists NF parts
   // and records the rest as dirty. Only for bytes past EOF (the old tail of
   // a growing file), which no reader sees before the growth commits, so it

@@ -29,6 +29,13 @@ Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, bool k
       st = PunchHoleLocked(inode.get(), off, len);
     } else if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {
       st = ZeroRangeLocked(inode.get(), off, len, mode & FALLOC_FL_KEEP_SIZE);
+    } else if (mode == FALLOC_FL_COLLAPSE_RANGE || mode == FALLOC_FL_INSERT_RANGE) {
+      st = ShiftRangeLocked(inode.get(), off, len, mode == FALLOC_FL_INSERT_RANGE);
+    } else if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_UNSHARE_RANGE) {
+      // Private blocks for the range, then allocated as by mode 0 (as XFS).
+      uint64_t first = off / bs_, last = (off + len - 1) / bs_;
+      st = UnshareLocked(inode.get(), first, last - first + 1);
+      if (st.ok()) st = AllocateLocked(inode.get(), off, len, mode & FALLOC_FL_KEEP_SIZE);
     } else if (mode & ~FALLOC_FL_KEEP_SIZE) {
       st = Status::Error(EOPNOTSUPP, "fallocate mode not supported");
     } else {
@@ -137,6 +144,39 @@ Status Vfs::ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_
   bool grew = !keep_size && end > inode->rec.size;
   if (grew) inode->rec.size = end;
   return CommitInPlace(std::move(txn), {inode}, zeros);
+}
+
+Status Vfs::ShiftRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool insert) {
+  // ext4's rules, in its order.
+  if (off % bs_ != 0 || len % bs_ != 0) {
+    return Status::Error(EINVAL, "collapse and insert range need block-aligned offset and length");
+  }
+  const uint64_t size = inode->rec.size;
+  if (!insert && off + len >= size) {
+    return Status::Error(EINVAL, "collapse range must end before the end of the file");
+  }
+  if (insert && off >= size) return Status::Error(EINVAL, "insert range must start inside the file");
+  if (insert && len > kMaxFileSize - size) return Status::Error(EFBIG, "file too large");
+  const uint64_t first = off / bs_, count = len / bs_;
+  // Every block from `off` on moves: NF blocks are sealed (D1).
+  if (HasNosyncBlocks(*inode, first, UINT64_MAX / 2)) {
+    return Status::Error(EPERM, "collapse or insert range would move no-fsync extents");
+  }
+  // Dirty ranges are logical offsets, which are about to change meaning.
+  NSF_RETURN_IF_ERROR(PersistDirtyData(inode));
+  // One transaction: unmapping, moving and the new size, whole after a crash.
+  Transaction txn;
+  ExtentMap& map = inode->mutable_extents();
+  if (insert) {
+    map.Shift(first, count, /*up=*/true);
+  } else {
+    txn.Free(map.Unmap(first, count));
+    map.Shift(first + count, count, /*up=*/false);
+  }
+  txn.PutExtentChanges(inode->ino, map);
+  inode->rec.size = insert ? size + len : size - len;
+  inode->rec.mtime = inode->rec.ctime = Now();
+  return Commit(std::move(txn), {inode}, false);
 }
 
 Result<uint64_t> Vfs::Lseek(uint64_t ino, uint64_t off, int whence) {

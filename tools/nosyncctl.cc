@@ -1,9 +1,15 @@
 // nosyncctl: set, clear and show no-fsync (NF) ranges, for people and
-// scripts. It only uses the user.nosync and user.nosync.extents xattrs, so
-// it works on any nosyncfs mount and needs no privileges beyond the file's.
+// scripts, and the fallocate modes the kernel's FUSE client does not pass
+// on. It only uses the user.nosync and user.nosync.extents xattrs and the
+// NSF_IOC_FALLOCATE ioctl, so it works on any nosyncfs mount and needs no
+// privileges beyond the file's.
+#include <fcntl.h>
 #include <ftw.h>
+#include <linux/falloc.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cinttypes>
@@ -13,7 +19,9 @@
 #include <string>
 #include <vector>
 
+#include "fs/ioctl.h"
 #include "fs/nosync_ranges.h"
+#include "tools/size_arg.h"
 
 namespace nosyncfs {
 namespace {
@@ -26,6 +34,9 @@ const char kUsage[] =
     "       nosyncctl clear FILE [RANGES] drop all NF ranges, or just RANGES\n"
     "       nosyncctl show FILE...        the extent map with flags\n"
     "       nosyncctl summary DIR         NF bytes per file under DIR\n"
+    "       nosyncctl collapse|insert|unshare FILE OFFSET LENGTH\n"
+    "                                     fallocate COLLAPSE_RANGE, INSERT_RANGE\n"
+    "                                     or UNSHARE_RANGE (K/M/G suffixes)\n"
     "RANGES: all | START-END | START+LENGTH, comma-separated, K/M/G suffixes;\n"
     "rounded outward to the file system's block size.\n";
 
@@ -168,6 +179,31 @@ int SummaryOf(const std::string& dir) {
   return s.errors == 0 ? 0 : 1;
 }
 
+// fallocate(2) through NSF_IOC_FALLOCATE (fs/ioctl.h).
+int FallocateMode(const std::string& op, const std::string& path, const std::string& off_text,
+                  const std::string& len_text) {
+  uint32_t mode = op == "collapse" ? FALLOC_FL_COLLAPSE_RANGE
+                  : op == "insert" ? FALLOC_FL_INSERT_RANGE
+                                   : FALLOC_FL_UNSHARE_RANGE;
+  auto off = ParseSizeArg(off_text);
+  auto len = ParseSizeArg(len_text);
+  if (!off || !len) {
+    std::fprintf(stderr, "nosyncctl: %s: bad offset or length\n", op.c_str());
+    return 2;
+  }
+  int fd = open(path.c_str(), O_WRONLY);
+  if (fd < 0) return Fail(path, errno);
+  nsf_fallocate_args args{*off, *len, mode, 0};
+  int rc = ioctl(fd, NSF_IOC_FALLOCATE, &args);
+  int err = errno;
+  close(fd);
+  if (rc != 0) {
+    if (err == ENOTTY) return Fail(path + " (not on nosyncfs?)", err);
+    return Fail(path, err);
+  }
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "-h" || args[0] == "--help") {
@@ -185,6 +221,9 @@ int Main(int argc, char** argv) {
     return rc;
   }
   if (cmd == "summary" && args.size() == 2) return SummaryOf(args[1]);
+  if ((cmd == "collapse" || cmd == "insert" || cmd == "unshare") && args.size() == 4) {
+    return FallocateMode(cmd, args[1], args[2], args[3]);
+  }
   std::fputs(kUsage, stderr);
   return 2;
 }

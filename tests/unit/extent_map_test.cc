@@ -403,4 +403,32 @@ TEST_CASE("extent map: random operations match a per-block model", "[extent]") {
   }
 }
 
+TEST_CASE("extent map: Shift moves the extents from a block on, splitting and merging",
+          "[extent]") {
+  ExtentMap m;
+  m.Map(0, 4, 100, 0);
+  m.Map(10, 6, 200, 0);
+  m.TakeChanges();
+  // Collapse blocks 4..9 (a hole): the second extent moves down onto the
+  // first's end, but its device blocks do not continue the first's.
+  m.Shift(10, 6, /*up=*/false);
+  CHECK(All(m) == Extents{{0, 4, 100, 0}, {4, 6, 200, 0}});
+  auto changes = Summarize(m.TakeChanges());
+  CHECK(changes.deletes == std::set<uint64_t>{10});
+  CHECK(changes.puts == Extents{{4, 6, 200, 0}});
+  // Insert 3 blocks in the middle of an extent: it splits.
+  m.Shift(6, 3, /*up=*/true);
+  CHECK(All(m) == Extents{{0, 4, 100, 0}, {4, 2, 200, 0}, {9, 4, 202, 0}});
+  // And back: the two halves continue each other on the device again.
+  m.Shift(9, 3, /*up=*/false);
+  CHECK(All(m) == Extents{{0, 4, 100, 0}, {4, 6, 200, 0}});
+  // Contiguous on the device and in the file after the move: merged.
+  ExtentMap n;
+  n.Map(0, 2, 50, 0);
+  n.Map(5, 2, 52, 0);
+  n.Shift(5, 3, /*up=*/false);
+  CHECK(All(n) == Extents{{0, 4, 50, 0}});
+}
+
+
 }  // namespace nosyncfs::test

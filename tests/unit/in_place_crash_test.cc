@@ -3,8 +3,8 @@
 // before the operation or exactly those after it. Those that change bytes
 // in place (hole punch with partial blocks at its edges, zero range) do so
 // through an intent (journal/in_place_work.h, Volume::CommitInPlace); flag
-// set and clear, a shrinking truncate and a copy sharing blocks are single
-// transactions.
+// set and clear, a shrinking truncate, a copy sharing blocks, collapse and
+// insert range are single transactions.
 #include <fcntl.h>
 #include <linux/falloc.h>
 
@@ -78,6 +78,12 @@ Status RunOperation(Vfs& vfs, uint64_t ino, const std::string& op) {
     if (n != len) return Status::Error(EIO, "short copy");
     return vfs.Fsync(ino, false);
   }
+  if (op == "collapse" || op == "insert") {
+    Status st = vfs.Fallocate(ino, op == "collapse" ? FALLOC_FL_COLLAPSE_RANGE
+                                                    : FALLOC_FL_INSERT_RANGE,
+                              4096, 2 * 4096);
+    return st.ok() ? vfs.Fsync(ino, false) : st;
+  }
   return vfs.Fallocate(ino, ModeOf(op), OpOff(op), kOpLen);
 }
 
@@ -104,10 +110,10 @@ NSF_CRASH_WORKLOAD(InPlace, "vfs.in_place") {
   child.Must(vfs.Create(kRootIno, "g", 0644, true, false, kRoot), "create g");
 }
 
-TEST_CASE("vfs crash: punch, zero range, flag changes, truncate and copy are whole or not begun",
+TEST_CASE("vfs crash: punch, zero range, flags, truncate, copy, collapse, insert: whole or none",
           "[fs][crash][in_place]") {
   for (const char* op : {"punch-nf", "punch", "zero-nf", "zero", "zero-grow", "flag-set",
-                         "flag-clear", "truncate-nf", "copy-grow", "copy-into"}) {
+                         "flag-clear", "truncate-nf", "copy-grow", "copy-into", "collapse", "insert"}) {
     INFO("operation " << op);
     // The states before and after, from runs without a crash (the first
     // counts the crash points of the operation).
@@ -142,6 +148,10 @@ TEST_CASE("vfs crash: punch, zero range, flag changes, truncate and copy are who
       expect.resize(8 * 4096, '\0');
       expect += before.bytes.substr(0, 3 * 4096 + 500);
       REQUIRE(after.bytes == expect);
+    } else if (std::string(op) == "collapse") {
+      REQUIRE(after.bytes == std::string(before.bytes).erase(4096, 2 * 4096));
+    } else if (std::string(op) == "insert") {
+      REQUIRE(after.bytes == std::string(before.bytes).insert(4096, 2 * 4096, '\0'));
     } else if (std::string(op) == "copy-into") {
       std::string expect = before.bytes;
       expect.replace(4 * 4096 + 100, 2 * 4096 + 200, before.bytes.substr(100, 2 * 4096 + 200));
