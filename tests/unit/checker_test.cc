@@ -36,6 +36,16 @@ void Populate(Volume& v) {
   REQUIRE(v.Commit(std::move(txn), true).ok());
 }
 
+// The extent of "f" from Populate.
+Extent FirstExtent(Volume& v) {
+  auto value = v.store().Get(keys::Extent(2, 0));
+  REQUIRE(value.ok());
+  REQUIRE(value->has_value());
+  auto extent = DecodeExtent(keys::Extent(2, 0), **value);
+  REQUIRE(extent.ok());
+  return *extent;
+}
+
 std::vector<std::string> Problems(Volume& v) {
   auto report = CheckVolume(v);
   REQUIRE(report.ok());
@@ -91,19 +101,13 @@ TEST_CASE("checker: each broken invariant is reported", "[journal][fsck]") {
     expect = "leaked blocks";
   }
   SECTION("block mapped twice without a reference count") {
-    auto e = v->store().Get(keys::Extent(2, 0));
-    REQUIRE(e.ok());
-    auto extent = DecodeExtent(keys::Extent(2, 0), **e);
-    REQUIRE(extent.ok());
-    bad.Put(keys::Extent(2, 10), EncodeExtentValue({10, 1, extent->pblk + 1, 0}));
+    const Extent extent = FirstExtent(*v);
+    bad.Put(keys::Extent(2, 10), EncodeExtentValue({10, 1, extent.pblk + 1, 0}));
     expect = "mapped 2 times without a reference count";
   }
   SECTION("wrong reference count") {
-    auto e = v->store().Get(keys::Extent(2, 0));
-    REQUIRE(e.ok());
-    auto extent = DecodeExtent(keys::Extent(2, 0), **e);
-    REQUIRE(extent.ok());
-    bad.Put(keys::Refcount(extent->pblk), EncodeRefcountValue({{extent->pblk, 2}, 3}));
+    const Extent extent = FirstExtent(*v);
+    bad.Put(keys::Refcount(extent.pblk), EncodeRefcountValue({{extent.pblk, 2}, 3}));
     expect = "reference count 3, but mapped 1 times";
   }
   SECTION("reference count of blocks nothing maps") {
@@ -136,12 +140,9 @@ TEST_CASE("checker: a block mapped twice fails a mount but fsck opens and names 
   {
     auto v = fx.Open();
     Populate(*v);
-    auto e = v->store().Get(keys::Extent(2, 0));
-    REQUIRE(e.ok());
-    auto extent = DecodeExtent(keys::Extent(2, 0), **e);
-    REQUIRE(extent.ok());
+    const Extent extent = FirstExtent(*v);
     Transaction txn;
-    txn.batch.Put(keys::Extent(2, 20), EncodeExtentValue({20, 2, extent->pblk, 0}));
+    txn.batch.Put(keys::Extent(2, 20), EncodeExtentValue({20, 2, extent.pblk, 0}));
     REQUIRE(v->Commit(std::move(txn), true).ok());
   }
   auto refused = fx.TryOpen();

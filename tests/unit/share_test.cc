@@ -61,6 +61,22 @@ size_t MustCopy(Vfs& vfs, uint64_t in, uint64_t off_in, uint64_t out, uint64_t o
   return *n;
 }
 
+// A volume small enough to fill quickly.
+VolumeFixture::Options SmallVolume() {
+  VolumeFixture::Options o;
+  o.image_bytes = 16 * kMiB;
+  return o;
+}
+
+// Allocates every free block but `leave` to a file "filler"; returns it.
+uint64_t FillDevice(Vfs& vfs, uint64_t leave) {
+  uint64_t filler = MustCreate(vfs, "filler");
+  auto s = vfs.Statfs();
+  REQUIRE(s.ok());
+  REQUIRE(vfs.Fallocate(filler, FALLOC_FL_KEEP_SIZE, 0, (s->f_bfree - leave) * kBs).ok());
+  return filler;
+}
+
 void CheckClean(Vfs& vfs) {
   auto report = CheckVolume(vfs.volume());
   REQUIRE(report.ok());
@@ -267,19 +283,14 @@ TEST_CASE("share: misaligned, partial and same-file copies copy the right bytes"
 
 TEST_CASE("share: a copy fails whole with ENOSPC and leaves both files as they were",
           "[fs][share]") {
-  VolumeFixture::Options o;
-  o.image_bytes = 16 * kMiB;
-  VolumeFixture fx(o);
+  VolumeFixture fx(SmallVolume());
   auto vfs = fx.OpenVfs();
   uint64_t src = MustCreate(*vfs, "src"), dst = MustCreate(*vfs, "dst");
   const std::string data = Pattern(16 * kBs, 7);
   MustWrite(*vfs, src, 0, data);
   REQUIRE(vfs->Setxattr(src, "user.nosync", "0-" + std::to_string(16 * kBs), 0).ok());
-  // Fill the device, so that the copy of the NF source cannot get blocks.
-  uint64_t filler = MustCreate(*vfs, "filler");
-  auto s = vfs->Statfs();
-  REQUIRE(s.ok());
-  REQUIRE(vfs->Fallocate(filler, 0, 0, (s->f_bfree - 4) * kBs).ok());
+  // Too little space left for a copy of the NF source.
+  FillDevice(*vfs, 4);
   auto n = vfs->CopyFileRange(src, 0, dst, 0, data.size(), 0);
   REQUIRE(!n.ok());
   CHECK(n.status().code() == ENOSPC);
@@ -290,32 +301,24 @@ TEST_CASE("share: a copy fails whole with ENOSPC and leaves both files as they w
 
 TEST_CASE("share: setting user.nosync over shared blocks with no space left changes nothing",
           "[fs][share]") {
-  VolumeFixture::Options o;
-  o.image_bytes = 16 * kMiB;
-  VolumeFixture fx(o);
+  VolumeFixture fx(SmallVolume());
   auto vfs = fx.OpenVfs();
   uint64_t src = MustCreate(*vfs, "src"), dst = MustCreate(*vfs, "dst");
   const std::string data = Pattern(32 * kBs, 8);
   MustWrite(*vfs, src, 0, data);
   MustCopy(*vfs, src, 0, dst, 0, data.size());
-  uint64_t filler = MustCreate(*vfs, "filler");
-  auto s = vfs->Statfs();
-  REQUIRE(s.ok());
-  REQUIRE(vfs->Fallocate(filler, 0, 0, (s->f_bfree - 8) * kBs).ok());
+  uint64_t filler = FillDevice(*vfs, 8);
   Status st = vfs->Setxattr(dst, "user.nosync", "0-" + std::to_string(32 * kBs), 0);
   CHECK(st.code() == ENOSPC);
   CHECK(vfs->Getxattr(dst, "user.nosync").status().code() == ENODATA);
   CHECK(MustRead(*vfs, dst, 0, data.size()) == data);
   CHECK(MustRead(*vfs, src, 0, data.size()) == data);
   // A write to a shared block needs a block of its own, too.
-  s = vfs->Statfs();
+  auto s = vfs->Statfs();
   REQUIRE(s.ok());
-  uint64_t used = 0;
-  {
-    auto fst = vfs->Getattr(filler);
-    REQUIRE(fst.ok());
-    used = static_cast<uint64_t>(fst->st_blocks) / (kBs / 512);
-  }
+  auto fst = vfs->Getattr(filler);
+  REQUIRE(fst.ok());
+  uint64_t used = static_cast<uint64_t>(fst->st_blocks) / (kBs / 512);
   // The rest of the device, after the filler's blocks.
   REQUIRE(vfs->Fallocate(filler, FALLOC_FL_KEEP_SIZE, 0, (used + s->f_bfree) * kBs).ok());
   CHECK(VfsWriteAll(*vfs, dst, 0, "x").code() == ENOSPC);
