@@ -101,9 +101,11 @@ Result<size_t> Vfs::CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino
     if (off_out >= kMaxFileSize) return Status::Error(EFBIG, "file too large");
     len = std::min<uint64_t>({len, in->rec.size - off_in, kMaxFileSize - off_out});
     const uint64_t first = off_out / bs_, last = (off_out + len - 1) / bs_;
-    bool shareable = off_in % bs_ == off_out % bs_ && !HasNosyncBlocks(*out, first, last - first + 1);
-    NSF_ASSIGN_OR_RETURN(done, shareable ? CopySharedLocked(in.get(), off_in, out.get(), off_out, len)
-                                         : CopyBytesLocked(in.get(), off_in, out.get(), off_out, len));
+    bool shareable =
+        off_in % bs_ == off_out % bs_ && !HasNosyncBlocks(*out, first, last - first + 1);
+    NSF_ASSIGN_OR_RETURN(done, shareable
+                                   ? CopySharedLocked(in.get(), off_in, out.get(), off_out, len)
+                                   : CopyBytesLocked(in.get(), off_in, out.get(), off_out, len));
     if (done > 0 && KillSetId(out.get(), kill_suidgid)) {
       NSF_RETURN_IF_ERROR(Commit(Transaction{}, {out.get()}, false));
       killed = true;

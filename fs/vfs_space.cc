@@ -155,7 +155,9 @@ Status Vfs::ShiftRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool inse
   if (!insert && off + len >= size) {
     return Status::Error(EINVAL, "collapse range must end before the end of the file");
   }
-  if (insert && off >= size) return Status::Error(EINVAL, "insert range must start inside the file");
+  if (insert && off >= size) {
+    return Status::Error(EINVAL, "insert range must start inside the file");
+  }
   if (insert && len > kMaxFileSize - size) return Status::Error(EFBIG, "file too large");
   const uint64_t first = off / bs_, count = len / bs_;
   // Every block from `off` on moves: NF blocks are sealed (D1).

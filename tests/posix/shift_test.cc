@@ -44,7 +44,8 @@ TEST_CASE("collapse, insert and unshare range through nosyncctl and the ioctl",
     argv.insert(argv.end(), args.begin(), args.end());
     return RunCommand(argv);
   };
-  CommandResult r = ctl({"collapse", vol.Path("f"), std::to_string(2 * bs), std::to_string(3 * bs)});
+  CommandResult r =
+      ctl({"collapse", vol.Path("f"), std::to_string(2 * bs), std::to_string(3 * bs)});
   INFO(r.Describe());
   REQUIRE(r.exit_status == 0);
   model.erase(2 * bs, 3 * bs);
