@@ -274,7 +274,7 @@ TEST_CASE("crash at every crash point: recovery, fsck and the durability contrac
     REQUIRE(fsck.exit_status == 0);
     v.Mount("emulate=strict");
 
-    Model before{"", "plain", "", ""};
+    Model before{"", "plain", "", "", false, ""};
     for (size_t i = 0; i < acked; ++i) steps[i].apply(before);
     Model after = before;
     if (acked < steps.size()) steps[acked].apply(after);
