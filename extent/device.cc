@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "extent/device_backends.h"
@@ -30,9 +31,17 @@ void Device::Read(uint64_t off, void* buf, size_t len) const {
 
 void Device::Write(uint64_t off, const void* buf, size_t len) {
   std::memcpy(base_ + off, buf, len);
+  if (evicting_) Evict(off, len);
 }
 
-void Device::Zero(uint64_t off, size_t len) { std::memset(base_ + off, 0, len); }
+void Device::Zero(uint64_t off, size_t len) {
+  std::memset(base_ + off, 0, len);
+  if (evicting_) Evict(off, len);
+}
+
+Status Device::StartEvicting(uint64_t /*seed*/) {
+  return Status::Error(EINVAL, "early evictions need strict persistence emulation");
+}
 
 namespace {
 
@@ -70,13 +79,18 @@ Result<std::unique_ptr<Device>> Device::Open(const std::string& path,
   if (S_ISREG(st.st_mode) && size == 0) {
     return Status::Error(EINVAL, path + ": image file is empty");
   }
+  if (options.evict_seed != 0 && !options.strict_emulation) {
+    return Status::Error(EINVAL, path + ": early evictions need strict emulation");
+  }
   closer.fd = -1;  // ownership passes to the backend
   if (options.strict_emulation) {
     if (S_ISCHR(st.st_mode)) {
       ::close(fd);
       return Status::Error(EINVAL, path + ": strict emulation needs an image file or block device");
     }
-    return OpenEmulatedDevice(fd, size, path);
+    NSF_ASSIGN_OR_RETURN(auto device, OpenEmulatedDevice(fd, size, path));
+    if (options.evict_seed != 0) NSF_RETURN_IF_ERROR(device->StartEvicting(options.evict_seed));
+    return device;
   }
   return OpenPmem2Device(fd, size, S_ISBLK(st.st_mode), path);
 }

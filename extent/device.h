@@ -36,6 +36,13 @@ const char* PersistGranularityName(PersistGranularity g);
 
 struct DeviceOptions {
   bool strict_emulation = false;
+  // Strict emulation only; 0 is off. Otherwise a seeded PRNG lets some
+  // aligned 8-byte words of each Write/Zero reach the image at once, before
+  // any Persist, as a cache line evicted early would: the image after a
+  // crash is then what was persisted plus an arbitrary subset of the other
+  // stores' words, and the seed reproduces that subset (for a single-threaded
+  // sequence of stores).
+  uint64_t evict_seed = 0;
   // Take an exclusive advisory lock on the device; fail with EBUSY if another
   // process (another nosyncfs, or mkfs) holds it.
   bool lock = true;
@@ -47,7 +54,8 @@ class Device {
 
   // Opens and maps `path`: a regular image file, a block device or a devdax
   // character device. Errors: ENOENT, EACCES, EBUSY (locked by another
-  // process), EINVAL (unsupported file type or empty device).
+  // process), EINVAL (unsupported file type or empty device, or evict_seed
+  // without strict_emulation).
   static Result<std::unique_ptr<Device>> Open(const std::string& path,
                                               const DeviceOptions& options);
 
@@ -71,14 +79,27 @@ class Device {
   // benchmarks (an fsync with nothing to do must not add to it).
   uint64_t persist_calls() const { return persist_calls_.load(std::memory_order_relaxed); }
 
+  // Turns on early evictions (DeviceOptions::evict_seed, nonzero) in a
+  // device that is already open. EINVAL unless this is strict emulation.
+  // Not thread-safe: call it before the device is shared.
+  virtual Status StartEvicting(uint64_t seed);
+
  protected:
   Device(char* base, uint64_t size) : base_(base), size_(size) {}
   virtual Status DoPersist(uint64_t off, size_t len) = 0;
+  // After a store to [off, off+len) once StartEvicting succeeded: writes
+  // some of its words through to the image.
+  virtual void Evict(uint64_t /*off*/, size_t /*len*/) {}
 
   std::atomic<uint64_t> persist_calls_{0};
+  // Set by StartEvicting; a plain branch on the store path when off.
+  bool evicting_ = false;
 
   char* base_;
   uint64_t size_;
+
+ private:
+  friend class DeviceWrapper;  // forwards Evict to the device it wraps
 };
 
 }  // namespace nosyncfs

@@ -113,9 +113,13 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
     reporter->Fail(volume.status().message());
     return 1;
   }
-  spdlog::info("{}: uuid {}, persistence: {}, metadata in {}", mo.device,
+  spdlog::info("{}: uuid {}, persistence: {}{}, metadata in {}", mo.device,
                (*volume)->superblock().UuidString(),
-               PersistGranularityName((*volume)->device().granularity()), (*volume)->meta_dir());
+               PersistGranularityName((*volume)->device().granularity()),
+               mo.volume.evict_seed != 0
+                   ? " with early evictions, seed " + std::to_string(mo.volume.evict_seed)
+                   : std::string(),
+               (*volume)->meta_dir());
   Vfs vfs(std::move(volume).value(), mo.vfs);
   Status st = vfs.Init();
   if (!st.ok()) {

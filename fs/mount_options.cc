@@ -1,5 +1,7 @@
 #include "fs/mount_options.h"
 
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -11,6 +13,10 @@ const char kMountUsage[] =
     "  -d                     debug output (implies -f)\n"
     "  -o emulate=strict      strict persistence emulation: only persisted data\n"
     "                         reaches DEVICE (for tests and honest demos)\n"
+    "  -o emulate=evict:SEED  strict emulation where unpersisted stores may also\n"
+    "                         reach DEVICE early, 8-byte word by word, as cache\n"
+    "                         evictions on real pmem allow; SEED (nonzero)\n"
+    "                         reproduces the choice (crash tests)\n"
     "  -o emulate=none        real persistence (default)\n"
     "  -o meta=DIR            metadata store directory (default: from the superblock)\n"
     "  -o nf_punch=split|deny hole punch / truncate over no-fsync ranges (default split)\n"
@@ -23,12 +29,24 @@ Status ApplyOption(const std::string& opt, MountOptions* out) {
   std::string key = opt.substr(0, eq);
   std::string value = eq == std::string::npos ? "" : opt.substr(eq + 1);
   if (key == "emulate") {
+    out->volume.evict_seed = 0;
     if (value == "strict") {
       out->volume.strict_emulation = true;
     } else if (value == "none") {
       out->volume.strict_emulation = false;
+    } else if (value.rfind("evict:", 0) == 0) {
+      const std::string seed = value.substr(6);
+      char* end = nullptr;
+      errno = 0;
+      out->volume.evict_seed = std::strtoull(seed.c_str(), &end, 0);
+      if (seed.empty() || seed[0] == '-' || errno != 0 || *end != '\0' ||
+          out->volume.evict_seed == 0) {
+        return Status::Error(EINVAL, "emulate=evict needs a nonzero seed, not '" + seed + "'");
+      }
+      out->volume.strict_emulation = true;
     } else {
-      return Status::Error(EINVAL, "emulate must be strict or none, not '" + value + "'");
+      return Status::Error(EINVAL,
+                           "emulate must be strict, evict:SEED or none, not '" + value + "'");
     }
   } else if (key == "meta") {
     if (value.empty()) return Status::Error(EINVAL, "meta needs a directory");

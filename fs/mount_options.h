@@ -23,8 +23,8 @@ struct MountOptions {
 };
 
 // Parses `nosyncfs DEVICE MOUNTPOINT [-f] [-d] [-o opt[,opt...]]`. Our -o
-// options: emulate=strict|none, meta=DIR, nf_punch=split|deny. EINVAL with
-// a message for anything malformed.
+// options: emulate=strict|evict:SEED|none, meta=DIR, nf_punch=split|deny.
+// EINVAL with a message for anything malformed.
 Result<MountOptions> ParseMountOptions(int argc, char** argv);
 
 extern const char kMountUsage[];

@@ -114,6 +114,7 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
   std::unique_ptr<Volume> v(new Volume());
   DeviceOptions dopts;
   dopts.strict_emulation = options.strict_emulation;
+  dopts.evict_seed = options.evict_seed;
   auto device = Device::Open(device_path, dopts);
   if (!device.ok()) {
     if (device.status().code() == EBUSY) {

@@ -49,6 +49,9 @@ struct FormatOptions {
 
 struct VolumeOptions {
   bool strict_emulation = false;
+  // With strict emulation, nonzero: early evictions seeded with this
+  // (DeviceOptions::evict_seed).
+  uint64_t evict_seed = 0;
   // Overrides the metadata directory named in the superblock.
   std::string meta_dir;
   // For tests: wraps the opened device (extent/device_wrapper.h), e.g. to

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "fs/mountinfo.h"
+#include "tests/harness/evict_mode.h"
 #include "tests/harness/posix_util.h"
 
 namespace nosyncfs::test {
@@ -313,14 +314,21 @@ CommandResult TestVolume::RunDaemon(const std::vector<std::string>& args,
 void TestVolume::Mount(const std::string& options) {
   REQUIRE_FALSE(mounted());
   options_ = options;
+  ++mount_count_;
+  // Under NSF_EVICT_SEED, emulate=strict becomes early evictions, seeded
+  // after this mount and the crash point armed for it (evict_mode.h).
+  const char* crash_after = std::getenv("NSF_CRASH_AFTER");
+  std::string label = "mount " + std::to_string(mount_count_) + " crash " +
+                      (crash_after != nullptr ? crash_after : "none");
+  std::string daemon_options = WithEvictions(options, label);
   std::vector<std::string> argv = {BinPath("nosyncfs"), image_, mountpoint_, "-f"};
-  if (!options.empty()) {
+  if (!daemon_options.empty()) {
     argv.push_back("-o");
-    argv.push_back(options);
+    argv.push_back(daemon_options);
   }
   int log_fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   REQUIRE(log_fd >= 0);
-  std::string header = "==== mount #" + std::to_string(++mount_count_) + ": " + JoinArgs(argv) + "\n";
+  std::string header = "==== mount #" + std::to_string(mount_count_) + ": " + JoinArgs(argv) + "\n";
   (void)!::write(log_fd, header.data(), header.size());
   pid_t pid = Spawn(argv, log_fd, log_fd, /*die_with_parent=*/true);
   ::close(log_fd);

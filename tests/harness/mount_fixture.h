@@ -99,7 +99,8 @@ class TestVolume {
   // Starts `nosyncfs IMAGE MOUNTPOINT -f -o OPTIONS` and waits (at most 20 s)
   // until the mount shows in /proc/self/mountinfo. Fails the test with the
   // daemon's log if it exits early or never mounts. The options are
-  // remembered for Remount().
+  // remembered for Remount(). Under NSF_EVICT_SEED, emulate=strict is
+  // passed as emulate=evict:SEED (evict_mode.h).
   void Mount(const std::string& options = "emulate=strict");
   // fusermount3 -u, then waits for the daemon to exit and CHECKs that it
   // exited with status 0. Kills our daemon if it does not exit in time.

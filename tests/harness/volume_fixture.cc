@@ -223,6 +223,7 @@ VolumeFixture::VolumeFixture(const Options& options) : options_(options) {
 VolumeOptions VolumeFixture::volume_options() const {
   VolumeOptions o;
   o.strict_emulation = options_.strict_emulation;
+  if (o.strict_emulation) o.evict_seed = options_.evict_seed;
   return o;
 }
 
@@ -274,8 +275,19 @@ CrashResult VolumeFixture::RunInChild(const std::string& name,
   std::string stem = dir() + "/crash-" + std::to_string(counter++);
   std::string ctl = stem + ".ctl", report = stem + ".report", log = stem + ".log";
 
+  // The child's eviction seed names this run: the same test replays it,
+  // another crash point or child gets other evictions.
+  uint64_t evict_seed = 0;
+  if (options_.strict_emulation && options_.evict_seed != 0) {
+    std::string label = "child " + std::to_string(children_) + " " + name;
+    for (const auto& [k, v] : args) label += " " + k + "=" + v;
+    if (auto it = env.find("NSF_CRASH_AFTER"); it != env.end()) label += " crash " + it->second;
+    evict_seed = DeriveEvictSeed(options_.evict_seed, label);
+  }
+  ++children_;
   std::string control = EncodeEntry("workload", name) + EncodeEntry("image", image_) +
                         EncodeEntry("strict", options_.strict_emulation ? "1" : "0") +
+                        EncodeEntry("evict", std::to_string(evict_seed)) +
                         EncodeEntry("report", report);
   for (const auto& [k, v] : args) control += EncodeEntry("arg:" + k, v);
   {
@@ -451,6 +463,11 @@ TEST_CASE("crash workload child (internal)", "[.nsf-crash-child]") {
   }
   VolumeOptions options;
   options.strict_emulation = control["strict"] == "1";
+  options.evict_seed = std::strtoull(control["evict"].c_str(), nullptr, 10);
+  if (uint64_t seed = options.evict_seed; seed != 0) {
+    std::fprintf(stderr, "crash child: early evictions, seed %llu\n",
+                 static_cast<unsigned long long>(seed));
+  }
   CrashChild child(control["image"], options, std::move(args), report_fd);
   auto it = Registry().find(control["workload"]);
   if (it == Registry().end()) child.Fail("no crash workload named " + control["workload"]);

@@ -25,6 +25,8 @@
 // pass values back with CrashChild::Report. For a crash in the middle of a
 // workload, arm the crash points of base/crash_point.h through RunInChild's
 // environment (NSF_CRASH_AFTER=K) after counting them (NSF_CRASH_TRACE).
+// Under NSF_EVICT_SEED (evict_mode.h) stores the workload did not persist
+// may be in the image too, some of their 8-byte words.
 //
 // Example:
 //   NSF_CRASH_WORKLOAD(Commit, "demo.commit") {
@@ -55,6 +57,7 @@
 #include "extent/block_run.h"
 #include "fs/vfs.h"
 #include "journal/volume.h"
+#include "tests/harness/evict_mode.h"
 #include "tests/harness/mount_fixture.h"  // TempDir, shared with the mount tests
 
 namespace nosyncfs::test {
@@ -93,6 +96,10 @@ class VolumeFixture {
     // Open with strict persistence emulation (the only way a crash loses
     // unpersisted data).
     bool strict_emulation = true;
+    // With strict emulation, nonzero: early evictions (evict_mode.h), seeded
+    // with this in the test's own opens and with seeds derived from it in
+    // crash children. From $NSF_EVICT_SEED unless set.
+    uint64_t evict_seed = EvictSeed();
   };
 
   // Makes dir()/image of options.image_bytes and, unless told not to,
@@ -144,6 +151,8 @@ class VolumeFixture {
   Options options_;
   TempDir tmp_;
   std::string image_;
+  // Children started so far, for their eviction seeds.
+  mutable int children_ = 0;
 };
 
 // What a crash workload reported, and how its process ended.

@@ -1,11 +1,13 @@
 // Unit tests for extent/device.h: the strict persistence emulation that the
-// crash tests rely on, the libpmem2 backend, and Device::Open's errors.
+// crash tests rely on (with and without early evictions), the libpmem2
+// backend, and Device::Open's errors.
 #include "extent/device.h"
 
 #include <catch2/catch.hpp>
 
 #include <cerrno>
 #include <string>
+#include <vector>
 
 #include "tests/harness/volume_fixture.h"
 
@@ -23,6 +25,12 @@ DeviceOptions Strict() {
 DeviceOptions Pmem2() {
   DeviceOptions o;
   o.strict_emulation = false;
+  return o;
+}
+
+DeviceOptions Evicting(uint64_t seed) {
+  DeviceOptions o = Strict();
+  o.evict_seed = seed;
   return o;
 }
 
@@ -50,7 +58,7 @@ std::string MakeOldImage(const TempDir& tmp) {
 
 }  // namespace
 
-TEST_CASE("strict emulation keeps persisted writes and loses the others", "[extent]") {
+TEST_CASE("strict emulation keeps persisted writes and loses the others", "[extent][device]") {
   TempDir tmp;
   std::string path = MakeOldImage(tmp);
   const std::string old = DataPattern(1, kImageBytes);
@@ -90,7 +98,7 @@ TEST_CASE("strict emulation keeps persisted writes and loses the others", "[exte
   CHECK(DeviceBytes(*dev, 4196, 100) == old.substr(4196, 100));
 }
 
-TEST_CASE("the libpmem2 backend writes through to a regular file", "[extent]") {
+TEST_CASE("the libpmem2 backend writes through to a regular file", "[extent][device]") {
   TempDir tmp;
   std::string path = MakeOldImage(tmp);
   const std::string a = DataPattern(5, 3000, 12288);
@@ -114,7 +122,7 @@ TEST_CASE("the libpmem2 backend writes through to a regular file", "[extent]") {
   CHECK(DeviceBytes(*dev, 65536, b.size()) == b);
 }
 
-TEST_CASE("Device::Open reports missing or empty or busy devices", "[extent]") {
+TEST_CASE("Device::Open reports missing or empty or busy devices", "[extent][device]") {
   TempDir tmp;
 
   SECTION("a missing file is ENOENT") {
@@ -154,6 +162,116 @@ TEST_CASE("Device::Open reports missing or empty or busy devices", "[extent]") {
     // Closing the device releases the lock.
     CHECK(Device::Open(path, Strict()).ok());
   }
+}
+
+// ---- Early evictions ------------------------------------------------------------
+
+namespace {
+
+// One store of the eviction workload: where, what, and whether persisted.
+struct Store {
+  uint64_t off;
+  std::string bytes;
+  bool persisted;
+};
+
+// Non-overlapping stores of many sizes at unaligned offsets, every third one
+// persisted, every fifth of the others a Zero; then the device closes
+// without persisting the rest: a crash.
+std::vector<Store> RunEvictionWorkload(const std::string& path, uint64_t seed) {
+  std::vector<Store> stores;
+  auto dev = MustOpenDevice(path, Evicting(seed));
+  for (uint64_t i = 0; i < 300; ++i) {
+    Store st{65536 + i * 1000 + i % 7, "", i % 3 == 0};
+    const size_t len = 1 + (i * 37) % 900;
+    if (!st.persisted && i % 5 == 0) {
+      st.bytes.assign(len, '\0');
+      dev->Zero(st.off, len);
+    } else {
+      st.bytes = DataPattern(100 + i, len, st.off);
+      dev->Write(st.off, st.bytes.data(), len);
+    }
+    if (st.persisted) REQUIRE(dev->Persist(st.off, len).ok());
+    stores.push_back(std::move(st));
+  }
+  // The process sees its own stores, evicted or not.
+  for (const Store& st : stores) REQUIRE(DeviceBytes(*dev, st.off, st.bytes.size()) == st.bytes);
+  return stores;
+}
+
+}  // namespace
+
+TEST_CASE("early evictions put some unpersisted 8-byte words in the image, by seed",
+          "[extent][device]") {
+  TempDir tmp;
+  const std::string old = DataPattern(1, kImageBytes);
+  const uint64_t seed = 0x5eed;
+  INFO("evict seed " << seed);
+
+  std::string path = MakeOldImage(tmp);
+  const std::vector<Store> stores = RunEvictionWorkload(path, seed);
+  const std::string image = ReadFileBytes(path, 0, kImageBytes);
+  // What the process saw before the crash: the old image with every store.
+  std::string seen = old;
+  for (const Store& st : stores) seen.replace(st.off, st.bytes.size(), st.bytes);
+
+  // Persisted stores are there whole. Every aligned word touched by another
+  // store is either as before or as the process last saw it (whole, never
+  // torn: a word is the unit of eviction), and both kinds occur.
+  size_t evicted = 0, kept = 0;
+  for (const Store& st : stores) {
+    INFO("store at " << st.off << ", " << st.bytes.size() << " bytes");
+    if (st.persisted) {
+      REQUIRE(image.substr(st.off, st.bytes.size()) == st.bytes);
+      continue;
+    }
+    for (uint64_t w = st.off & ~uint64_t{7}; w < st.off + st.bytes.size(); w += 8) {
+      INFO("word at " << w);
+      const std::string got = image.substr(w, 8), before = old.substr(w, 8);
+      const std::string after = seen.substr(w, 8);
+      if (before == after) continue;  // a Zero store over zeros, say
+      REQUIRE((got == before || got == after));
+      (got == after ? evicted : kept)++;
+    }
+  }
+  INFO(evicted << " unpersisted words evicted, " << kept << " not");
+  CHECK(evicted > 100);
+  CHECK(kept > evicted);  // most stores stay wholly volatile
+  // Bytes no store touched are unchanged.
+  CHECK(image.substr(0, 65536) == old.substr(0, 65536));
+  CHECK(image.substr(400000) == old.substr(400000));
+
+  SECTION("the same seed gives the same image; another seed another") {
+    TempDir tmp2;
+    std::string again = MakeOldImage(tmp2);
+    RunEvictionWorkload(again, seed);
+    CHECK(ReadFileBytes(again, 0, kImageBytes) == image);
+    TempDir tmp3;
+    std::string other = MakeOldImage(tmp3);
+    RunEvictionWorkload(other, seed + 1);
+    CHECK(ReadFileBytes(other, 0, kImageBytes) != image);
+  }
+  SECTION("reopened, the device reads the image as it was left") {
+    auto dev = MustOpenDevice(path, Strict());
+    CHECK(DeviceBytes(*dev, 0, kImageBytes) == image);
+  }
+}
+
+TEST_CASE("early evictions need strict emulation and a seed", "[extent][device]") {
+  TempDir tmp;
+  std::string path = MakeOldImage(tmp);
+  DeviceOptions o = Pmem2();
+  o.evict_seed = 7;
+  auto d = Device::Open(path, o);
+  REQUIRE_FALSE(d.ok());
+  CHECK(d.status().code() == EINVAL);
+  {
+    auto pmem = MustOpenDevice(path, Pmem2());
+    CHECK(pmem->StartEvicting(7).code() == EINVAL);
+  }
+  auto strict = MustOpenDevice(path, Strict());
+  CHECK(strict->StartEvicting(0).code() == EINVAL);
+  CHECK(strict->StartEvicting(7).ok());
 }
 
 }  // namespace nosyncfs::test
