@@ -201,7 +201,7 @@ TEST_CASE("user.nosync.extents: extents split and merge as flags change", "[posi
   CHECK(ReadFile(f) == Pattern(3, 16 * kKiB));
 }
 
-TEST_CASE("NF writes are durable on return without fsync; unflagged ones are not",
+TEST_CASE("NF writes are durable on return without fsync and unflagged ones are not",
           "[posix][nosync][persistence]") {
   TestVolume v;
   v.Mount();
@@ -429,7 +429,7 @@ TEST_CASE("copy_file_range: NF source copied physically, NF destination durable"
   CHECK(FirstMismatch(ReadFile(dst), Pattern(8, 32 * kKiB)).empty());
 }
 
-TEST_CASE("cp -a and cp --preserve=xattr re-create the NF ranges; plain cp does not",
+TEST_CASE("cp -a and cp --preserve=xattr re-create the NF ranges but plain cp does not",
           "[posix][nosync]") {
   TestVolume v;
   v.Mount();

@@ -34,7 +34,7 @@ void CheckFsckClean(TestVolume& vol) {
 
 }  // namespace
 
-TEST_CASE("cp of an unflagged file shares its blocks; either copy then changes alone",
+TEST_CASE("cp of an unflagged file shares its blocks and either copy then changes alone",
           "[posix][share]") {
   TestVolume::Options o;
   o.image_bytes = 256 * kMiB;
