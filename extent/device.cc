@@ -62,6 +62,16 @@ Result<uint64_t> DeviceSize(int fd, const struct stat& st, const std::string& pa
 
 }  // namespace
 
+Result<bool> Device::Locked(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(path);
+  FdCloser closer{fd};
+  // Our own open file description: it conflicts with every other holder's.
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) return false;  // closing drops it
+  if (errno == EWOULDBLOCK) return true;
+  return ErrnoStatus(path + ": lock");
+}
+
 Result<std::unique_ptr<Device>> Device::Open(const std::string& path,
                                              const DeviceOptions& options) {
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);

@@ -58,6 +58,8 @@ class Device {
   // without strict_emulation).
   static Result<std::unique_ptr<Device>> Open(const std::string& path,
                                               const DeviceOptions& options);
+  // Whether another process holds the lock Open takes on `path` right now.
+  static Result<bool> Locked(const std::string& path);
 
   uint64_t size() const { return size_; }
   // Base of the mapping; valid for the Device's lifetime.

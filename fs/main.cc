@@ -13,13 +13,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "base/crash_point.h"
+#include "extent/device.h"
 #include "fs/fuse_channel.h"
 #include "fs/fuse_ops.h"
 #include "fs/mountinfo.h"
@@ -71,6 +74,26 @@ int WaitForChild(pid_t child, int fd) {
     std::fprintf(stderr, "nosyncfs: daemon exited during startup\n");
   }
   return 1;
+}
+
+// After `umount` returns, the previous daemon may still be finishing its
+// durable shutdown (the last flush and checkpoint) with the device locked.
+// A mount right behind it waits for that, bounded, and says so; if the lock
+// stays, Volume::Open then fails with the usual "in use" error.
+void WaitForDeviceLock(const MountOptions& mo) {
+  auto locked = Device::Locked(mo.device);
+  if (!locked.ok() || !*locked || mo.lock_wait_seconds == 0) return;
+  std::fprintf(stderr,
+               "nosyncfs: %s is locked by another process (a nosyncfs still shutting down?); "
+               "waiting up to %u s\n",
+               mo.device.c_str(), mo.lock_wait_seconds);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(mo.lock_wait_seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    locked = Device::Locked(mo.device);
+    if (!locked.ok() || !*locked) return;
+  }
 }
 
 void Detach() {
@@ -220,6 +243,7 @@ int Main(int argc, char** argv) {
                  mo.device.c_str(), existing->c_str(), mo.mountpoint.c_str());
     return 0;
   }
+  WaitForDeviceLock(mo);
   if (mo.foreground) {
     StartupReporter reporter(-1);
     return Serve(mo, &reporter, false);

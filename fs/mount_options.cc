@@ -20,6 +20,9 @@ const char kMountUsage[] =
     "  -o emulate=none        real persistence (default)\n"
     "  -o meta=DIR            metadata store directory (default: from the superblock)\n"
     "  -o nf_punch=split|deny hole punch / truncate over no-fsync ranges (default split)\n"
+    "  -o lock_wait=SECONDS   wait this long for a device another process has locked,\n"
+    "                         such as a daemon still shutting down after umount\n"
+    "                         (default 10; 0: fail at once)\n"
     "  other -o options are passed to FUSE\n";
 
 namespace {
@@ -48,6 +51,14 @@ Status ApplyOption(const std::string& opt, MountOptions* out) {
       return Status::Error(EINVAL,
                            "emulate must be strict, evict:SEED or none, not '" + value + "'");
     }
+  } else if (key == "lock_wait") {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long seconds = std::strtoul(value.c_str(), &end, 10);
+    if (value.empty() || value[0] == '-' || errno != 0 || *end != '\0' || seconds > 3600) {
+      return Status::Error(EINVAL, "lock_wait must be 0..3600 seconds, not '" + value + "'");
+    }
+    out->lock_wait_seconds = static_cast<uint32_t>(seconds);
   } else if (key == "meta") {
     if (value.empty()) return Status::Error(EINVAL, "meta needs a directory");
     out->volume.meta_dir = value;

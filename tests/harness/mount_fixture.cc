@@ -391,6 +391,42 @@ void TestVolume::Remount(std::optional<std::string> options) {
   Mount(options.value_or(options_));
 }
 
+void TestVolume::RemountAtOnce(milliseconds hold) {
+  REQUIRE(mounted());
+  const pid_t old = daemon_pid_;
+  // Continues (our own, stopped) old daemon after `hold`, and reaps it,
+  // whatever happens below.
+  struct Reaper {
+    pid_t pid;
+    std::thread resume;
+    std::optional<int> status;
+    ~Reaper() {
+      if (resume.joinable()) resume.join();
+      if (!status) status = WaitChild(pid, seconds(30));
+    }
+  } reaper{old, {}, std::nullopt};
+  if (hold.count() > 0) {
+    REQUIRE(::kill(old, SIGSTOP) == 0);
+    reaper.resume = std::thread([old, hold] {
+      std::this_thread::sleep_for(hold);
+      ::kill(old, SIGCONT);
+    });
+  }
+  bool unmounted = WaitUntil(
+      [&] {
+        RunCommand({"fusermount3", "-u", mountpoint_}, seconds(20));
+        return !IsMounted(mountpoint_);
+      },
+      seconds(10), milliseconds(50));
+  REQUIRE(unmounted);
+  daemon_pid_ = -1;
+  Mount(options_);
+  reaper.status = WaitChild(old, seconds(30));
+  INFO("daemon output:\n" << DaemonLog());
+  REQUIRE(reaper.status.has_value());
+  CHECK(DecodeStatus(*reaper.status) == 0);
+}
+
 void TestVolume::SigkillDaemon() {
   REQUIRE(mounted());
   pid_t pid = daemon_pid_;

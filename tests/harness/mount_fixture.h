@@ -107,6 +107,12 @@ class TestVolume {
   void Unmount();
   // Unmount() + Mount() with the last options (or `options` if given).
   void Remount(std::optional<std::string> options = std::nullopt);
+  // As a script does: fusermount3 -u, then at once (without waiting for the
+  // daemon to finish its shutdown) a new mount with the same options; then
+  // CHECKs that the old daemon exited with status 0. With `hold`, the old
+  // daemon is stopped (SIGSTOP) before the unmount and continued only after
+  // `hold`, so the new mount certainly finds the device still locked.
+  void RemountAtOnce(std::chrono::milliseconds hold = std::chrono::milliseconds(0));
   // SIGKILL to our daemon (a power loss under emulate=strict), reap it, and
   // clear the dead mount so that the mount point can be used again.
   void KillDaemon();

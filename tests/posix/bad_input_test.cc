@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cctype>
 #include <cstdio>
 #include <string>
@@ -318,8 +319,21 @@ TEST_CASE("mount refuses a device that another process holds", "[posix][badinput
   // Not a mount: someone else (mkfs, fsck, a tool) has the device locked.
   Fd holder = MustOpen(vol.image(), O_RDWR);
   REQUIRE(ErrnoOf(::flock(holder.get(), LOCK_EX | LOCK_NB)) == 0);
-  ExpectMountFails(vol.image(), vol.mountpoint(), {}, "in use");
-  ExpectMountFails(vol.image(), vol.mountpoint(), {"-o", "emulate=none"}, "in use");
+  ExpectMountFails(vol.image(), vol.mountpoint(), {"-o", "lock_wait=0"}, "in use");
+  ExpectMountFails(vol.image(), vol.mountpoint(), {"-o", "emulate=none,lock_wait=0"}, "in use");
+  // By default it waits for the lock first (a daemon may be shutting down),
+  // and says so; then gives up with the same error.
+  {
+    auto start = std::chrono::steady_clock::now();
+    CommandResult r = TestVolume::RunDaemon({vol.image(), vol.mountpoint(), "-o", "lock_wait=1"},
+                                            std::chrono::seconds(30));
+    INFO(r.Describe());
+    CHECK(r.exit_status == 1);
+    CHECK(std::chrono::steady_clock::now() - start >= std::chrono::seconds(1));
+    CHECK(Lines(r.err) == 2);
+    CHECK(Contains(r.err, "waiting up to 1 s"));
+    CHECK(Contains(r.err, "in use"));
+  }
   CHECK(MountedFsType(vol.mountpoint()) == std::nullopt);
   holder = Fd();
   vol.Mount();

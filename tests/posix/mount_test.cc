@@ -79,6 +79,31 @@ TEST_CASE("mount options are accepted", "[posix][mount]") {
   vol.Unmount();
 }
 
+TEST_CASE("umount followed at once by a mount of the same device works, in a loop",
+          "[posix][mount]") {
+  TestVolume vol;
+  vol.Mount();
+  for (int i = 0; i < 12; ++i) {
+    INFO("cycle " << i);
+    WriteFile(vol.Path("f" + std::to_string(i)), Pattern(200 + i, 100000));
+    // Every other cycle the old daemon is still shutting down (held, so
+    // certainly) when the new mount starts: it must wait for the lock.
+    vol.RemountAtOnce(std::chrono::milliseconds(i % 2 == 1 ? 400 : 0));
+  }
+  for (int i = 0; i < 12; ++i) {
+    CHECK(ReadFile(vol.Path("f" + std::to_string(i))) == Pattern(200 + i, 100000));
+  }
+  // The waiting mounts said so.
+  const std::string log = vol.DaemonLog();
+  size_t waits = 0;
+  for (size_t at = log.find("waiting up to"); at != std::string::npos;
+       at = log.find("waiting up to", at + 1)) {
+    ++waits;
+  }
+  CHECK(waits >= 6);
+  vol.Unmount();
+}
+
 TEST_CASE("unmount with open files waits for them and exits cleanly", "[posix][mount]") {
   TestVolume vol;
   vol.Mount();
