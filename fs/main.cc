@@ -127,8 +127,16 @@ void RaiseReadahead(const std::string& real_mountpoint) {
 }
 
 int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
+  // Every line names the device: one journal or syslog may hold several
+  // mounts. Syslog (journald) stamps time, host and pid itself.
+  std::string device;  // as a pattern: '%' doubled
+  for (char c : mo.device) device += c == '%' ? std::string("%%") : std::string(1, c);
   if (background) {
-    spdlog::set_default_logger(spdlog::syslog_logger_mt("nosyncfs", "nosyncfs", LOG_PID));
+    spdlog::set_default_logger(
+        spdlog::syslog_logger_mt("nosyncfs", "nosyncfs", LOG_PID, LOG_DAEMON, /*enable_formatting=*/true));
+    spdlog::set_pattern(device + ": %v");
+  } else {
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e nosyncfs[%P] %l: " + device + ": %v");
   }
   if (mo.debug) spdlog::set_level(spdlog::level::debug);
   auto volume = Volume::Open(mo.device, mo.volume);
@@ -136,13 +144,13 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
     reporter->Fail(volume.status().message());
     return 1;
   }
-  spdlog::info("{}: uuid {}, persistence: {}{}, metadata in {}", mo.device,
+  spdlog::info("uuid {}, persistence: {}{}, metadata in {}{}",
                (*volume)->superblock().UuidString(),
                PersistGranularityName((*volume)->device().granularity()),
                mo.volume.evict_seed != 0
                    ? " with early evictions, seed " + std::to_string(mo.volume.evict_seed)
                    : std::string(),
-               (*volume)->meta_dir());
+               (*volume)->meta_dir(), mo.read_only ? ", read-only" : "");
   Vfs vfs(std::move(volume).value(), mo.vfs);
   Status st = vfs.Init();
   if (!st.ok()) {
@@ -155,7 +163,7 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
   if (geteuid() == 0) opts += ",allow_other";
   for (const auto& o : mo.fuse_options) opts += "," + o;
   std::vector<std::string> argv_s = {"nosyncfs", "-o", opts};
-  if (mo.debug) argv_s.push_back("-d");
+  if (mo.trace_requests) argv_s.push_back("-d");
   std::vector<char*> argv;
   for (auto& s : argv_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
@@ -186,7 +194,7 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
   } else {
-    spdlog::info("mounted {} on {}", mo.device, mo.mountpoint);
+    spdlog::info("mounted on {}", mo.mountpoint);
     reporter->Ready();
     // Crash tests count crash points from here: the workload's, not mount's.
     StartCrashPoints();
@@ -212,7 +220,8 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
 int Main(int argc, char** argv) {
   auto parsed = ParseMountOptions(argc, argv);
   if (!parsed.ok()) {
-    std::fprintf(stderr, "nosyncfs: %s\n%s", parsed.status().message().c_str(), kMountUsage);
+    std::fprintf(stderr, "nosyncfs: %s (nosyncfs --help lists the options)\n",
+                 parsed.status().message().c_str());
     return 1;
   }
   const MountOptions& mo = *parsed;

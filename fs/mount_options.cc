@@ -3,14 +3,19 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <array>
 #include <sstream>
+#include <string_view>
 
 namespace nosyncfs {
 
 const char kMountUsage[] =
     "usage: nosyncfs DEVICE MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
     "  -f                     stay in the foreground\n"
-    "  -d                     debug output (implies -f)\n"
+    "  -d                     debug output and every FUSE request (implies -f)\n"
+  "  -o ro                  read-only: nothing is written to DEVICE; refused if\n"
+  "                         DEVICE needs recovery (mount it read-write once)\n"
+  "  -o debug               debug log lines (to syslog once daemonized)\n"
     "  -o emulate=strict      strict persistence emulation: only persisted data\n"
     "                         reaches DEVICE (for tests and honest demos)\n"
     "  -o emulate=evict:SEED  strict emulation where unpersisted stores may also\n"
@@ -23,9 +28,47 @@ const char kMountUsage[] =
     "  -o lock_wait=SECONDS   wait this long for a device another process has locked,\n"
     "                         such as a daemon still shutting down after umount\n"
     "                         (default 10; 0: fail at once)\n"
-    "  other -o options are passed to FUSE\n";
+    "  mount flags (rw, noatime, relatime, nodev, nosuid, noexec, sync, dirsync, ...)\n"
+  "  and libfuse's allow_other, allow_root, auto_unmount and max_read=N are passed\n"
+  "  on; fstab-only options (defaults, auto, noauto, nofail, _netdev, user, users,\n"
+  "  owner, group, comment=..., x-...) are ignored\n";
 
 namespace {
+
+// Kernel mount flags libfuse knows, and libfuse's own options worth
+// allowing; both are passed to fuse_session_new as given.
+constexpr std::array<std::string_view, 15> kPassedOptions = {
+    "rw",      "dev",         "nodev",      "suid",       "nosuid",
+    "exec",    "noexec",      "atime",      "sync",       "async",
+    "dirsync", "allow_other", "allow_root", "auto_unmount", "default_permissions"};
+constexpr std::array<std::string_view, 1> kPassedPrefixes = {"max_read="};
+
+// Options for mount(8), systemd's fstab generator or the fstab reader, which
+// may reach the helper: nothing for the daemon to do. fsname= and subtype=
+// are set by the daemon itself (a second mount finds the first by fsname).
+// lazytime changes nothing: atime is always written lazily here.
+constexpr std::array<std::string_view, 17> kIgnoredOptions = {
+    "defaults", "auto",    "noauto",     "nofail",   "_netdev",    "user",
+    "nouser",   "users",   "owner",      "group",    "loud",       "silent",
+    "iversion", "noiversion", "lazytime", "nolazytime", "symfollow"};
+constexpr std::array<std::string_view, 5> kIgnoredPrefixes = {"x-", "comment=", "fsname=",
+                                                              "subtype=", "X-mount."};
+
+template <size_t N>
+bool StartsWithAny(const std::string& opt, const std::array<std::string_view, N>& prefixes) {
+  for (std::string_view p : prefixes) {
+    if (opt.compare(0, p.size(), p) == 0) return true;
+  }
+  return false;
+}
+
+template <size_t N>
+bool IsOneOf(const std::string& opt, const std::array<std::string_view, N>& names) {
+  for (std::string_view n : names) {
+    if (opt == n) return true;
+  }
+  return false;
+}
 
 Status ApplyOption(const std::string& opt, MountOptions* out) {
   auto eq = opt.find('=');
@@ -70,8 +113,29 @@ Status ApplyOption(const std::string& opt, MountOptions* out) {
     } else {
       return Status::Error(EINVAL, "nf_punch must be split or deny, not '" + value + "'");
     }
-  } else if (!opt.empty()) {
+  } else if (opt == "ro" || opt == "rw") {
+    out->read_only = opt == "ro";
+    out->fuse_options.push_back(opt);  // the kernel refuses writes too
+  } else if (opt == "noatime" || opt == "relatime" || opt == "norelatime" ||
+             opt == "strictatime") {
+    // The daemon keeps atime (VfsOptions::atime); noatime also marks the
+    // mount, which libfuse can do for it alone of the three.
+    out->vfs.atime = opt == "noatime"       ? VfsOptions::Atime::kNever
+                     : opt == "relatime"    ? VfsOptions::Atime::kRelative
+                                            : VfsOptions::Atime::kAlways;
+    std::erase(out->fuse_options, std::string("noatime"));
+    if (opt == "noatime") out->fuse_options.push_back(opt);
+  } else if (opt == "diratime" || opt == "nodiratime") {
+    out->vfs.dir_atime = opt == "diratime";
+  } else if (opt == "nosymfollow") {
+    return Status::Error(EINVAL, "nosymfollow is not supported on FUSE mounts by this libfuse");
+  } else if (opt == "debug") {
+    out->debug = true;
+  } else if (IsOneOf(opt, kPassedOptions) || StartsWithAny(opt, kPassedPrefixes)) {
     out->fuse_options.push_back(opt);
+  } else if (!opt.empty() && !IsOneOf(opt, kIgnoredOptions) &&
+             !StartsWithAny(opt, kIgnoredPrefixes)) {
+    return Status::Error(EINVAL, "unknown mount option '" + opt + "'");
   }
   return Status::Ok();
 }
@@ -88,7 +152,14 @@ Result<MountOptions> ParseMountOptions(int argc, char** argv) {
     } else if (arg == "-f") {
       out.foreground = true;
     } else if (arg == "-d") {
-      out.debug = out.foreground = true;
+      out.debug = out.trace_requests = out.foreground = true;
+    } else if (arg == "-n" || arg == "-s" || arg == "-v") {
+      // mount(8) helper flags: no mtab (there is none), sloppy, verbose.
+    } else if (arg == "-t") {
+      if (++i >= argc) return Status::Error(EINVAL, "-t needs a type");  // mount.fuse3's
+      if (std::string(argv[i]) != "fuse.nosyncfs" && std::string(argv[i]) != "nosyncfs") {
+        return Status::Error(EINVAL, std::string("cannot mount type ") + argv[i]);
+      }
     } else if (arg == "-o" || (arg.rfind("-o", 0) == 0 && arg.size() > 2)) {
       std::string list;
       if (arg == "-o") {

@@ -14,21 +14,28 @@ struct MountOptions {
   std::string device;
   std::string mountpoint;
   bool foreground = false;
-  bool debug = false;
+  bool debug = false;          // -d or -o debug: debug log lines
+  bool trace_requests = false; // -d: libfuse prints every request (foreground)
+  bool read_only = false;      // -o ro (the last of ro/rw wins)
   bool help = false;
   VolumeOptions volume;
   VfsOptions vfs;
   // How long to wait for a device another process has locked (a daemon
   // still finishing its shutdown after umount) before giving up.
   uint32_t lock_wait_seconds = 10;
-  // -o options that are not ours, handed to libfuse.
+  // -o options for the kernel mount or libfuse (noatime, nosuid, ...),
+  // handed to libfuse as given.
   std::vector<std::string> fuse_options;
 };
 
-// Parses `nosyncfs DEVICE MOUNTPOINT [-f] [-d] [-o opt[,opt...]]`. Our -o
-// options: emulate=strict|evict:SEED|none, meta=DIR, nf_punch=split|deny,
-// lock_wait=SECONDS.
-// EINVAL with a message for anything malformed.
+// Parses `nosyncfs DEVICE MOUNTPOINT [-f] [-d] [-o opt[,opt...]]`, also as
+// mount(8) and mount.fuse3 call it (-n, -s, -v, -t TYPE are accepted).
+// -o options fall into three kinds: ours (emulate=, meta=, nf_punch=,
+// lock_wait=, debug), the kernel's and libfuse's (rw, ro, noatime, nodev,
+// allow_other, ...; passed on), and those meant for mount(8), systemd or
+// the fstab reader alone (defaults, noauto, nofail, _netdev, user, x-*,
+// comment=...; ignored). Anything else is EINVAL "unknown mount option",
+// as is a malformed value of ours.
 Result<MountOptions> ParseMountOptions(int argc, char** argv);
 
 extern const char kMountUsage[];

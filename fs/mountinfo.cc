@@ -35,7 +35,7 @@ std::vector<MountInfoEntry> ReadMountInfo() {
     std::istringstream fields(line);
     std::string id, parent, root, point, word;
     MountInfoEntry e;
-    fields >> id >> parent >> e.dev >> root >> point;
+    fields >> id >> parent >> e.dev >> root >> point >> e.mount_options;
     while (fields >> word && word != "-") {
     }
     std::string source;

@@ -11,6 +11,7 @@ struct MountInfoEntry {
   std::string mount_point;  // unescaped
   std::string fstype;       // e.g. "fuse.nosyncfs"
   std::string source;       // unescaped; for nosyncfs its fsname, the device
+  std::string mount_options;  // this mount's: rw/ro, nodev, noatime, ...
   std::string super_options;  // the file system's own options
 };
 

@@ -61,6 +61,11 @@ namespace nosyncfs {
 struct VfsOptions {
   enum class NfPunch { kSplit, kDeny };
   NfPunch nf_punch = NfPunch::kSplit;
+  // When a read updates atime (mount options noatime, relatime,
+  // strictatime; the kernel leaves atime of FUSE files to the daemon).
+  enum class Atime { kNever, kRelative, kAlways };
+  Atime atime = Atime::kRelative;
+  bool dir_atime = true;  // false: nodiratime (readdir leaves atime alone)
 };
 
 // Who is asking: from the FUSE request context.

@@ -96,8 +96,11 @@ Status Vfs::Read(uint64_t ino, uint64_t off, size_t size, const ReadSink& sink) 
 }
 
 void Vfs::TouchAtime(Inode* inode) {
-  // relatime: only when atime is not newer than mtime and ctime, or is a
-  // day old. Lazy: written with the inode's next commit.
+  // relatime (the default): only when atime is not newer than mtime and
+  // ctime, or is a day old; strictatime: always; noatime: never. Lazy:
+  // written with the inode's next commit.
+  if (options_.atime == VfsOptions::Atime::kNever) return;
+  const bool always = options_.atime == VfsOptions::Atime::kAlways;
   const InodeRecord& r = inode->rec;
   Timespec now = Now();
   auto before = [](const Timespec& a, const Timespec& b) {
@@ -106,7 +109,7 @@ void Vfs::TouchAtime(Inode* inode) {
   bool newly_dirty = false;
   {
     std::lock_guard lazy(inode->lazy_mu);
-    if (!before(r.mtime, r.atime) || !before(r.ctime, r.atime) ||
+    if (always || !before(r.mtime, r.atime) || !before(r.ctime, r.atime) ||
         now.sec - r.atime.sec >= 24 * 3600) {
       inode->rec.atime = now;
       newly_dirty = !inode->atime_dirty;

@@ -207,6 +207,12 @@ std::optional<std::string> MountSuperOptions(const std::string& mountpoint) {
   return e->super_options;
 }
 
+std::optional<std::string> MountPointOptions(const std::string& mountpoint) {
+  std::optional<MountInfoEntry> e = FindMount(mountpoint);
+  if (!e) return std::nullopt;
+  return e->mount_options;
+}
+
 bool ForceUnmount(const std::string& mountpoint, std::chrono::milliseconds timeout) {
   // Busy is usually transient (a descriptor being closed, a reader finishing
   // with a dead connection), so retry the clean unmount for a while.

@@ -46,6 +46,8 @@ std::optional<std::string> MountedFsType(const std::string& mountpoint);
 // The per-superblock options of that mount (e.g.
 // "rw,user_id=0,group_id=0,default_permissions,allow_other"), or nullopt.
 std::optional<std::string> MountSuperOptions(const std::string& mountpoint);
+// The per-mount options (e.g. "rw,nosuid,nodev,noatime"), or nullopt.
+std::optional<std::string> MountPointOptions(const std::string& mountpoint);
 inline bool IsMounted(const std::string& mountpoint) {
   return MountedFsType(mountpoint).has_value();
 }
