@@ -14,13 +14,15 @@ namespace {
 
 void Usage(FILE* out) {
   std::fprintf(out,
-               "usage: mkfs.nosyncfs [-f] [-b BLOCKSIZE] [-s SIZE] [-m METADIR] DEVICE\n"
+               "usage: mkfs.nosyncfs [-f] [-q] [-b BLOCKSIZE] [-s SIZE] [-m METADIR] DEVICE\n"
                "  DEVICE       /dev/pmemN, /dev/daxX.Y or an image file\n"
                "  -s SIZE      create (or resize) DEVICE as an image file of SIZE (e.g. 1G)\n"
                "  -b BLOCKSIZE allocation block size in bytes (default 4096)\n"
                "  -m METADIR   where to keep the metadata store (default: DEVICE.meta for an\n"
                "               image file, /var/lib/nosyncfs/UUID for a device)\n"
-               "  -f           overwrite an existing nosyncfs\n");
+               "  -f           overwrite an existing nosyncfs\n"
+               "  -q           print nothing but errors\n"
+               "  -V           print the version and exit\n");
 }
 
 int Fail(const std::string& msg) {
@@ -33,10 +35,13 @@ int Fail(const std::string& msg) {
 int main(int argc, char** argv) {
   nosyncfs::FormatOptions options;
   std::optional<uint64_t> image_size;
+  bool quiet = false;
   int c;
-  while ((c = getopt(argc, argv, "fb:s:m:h")) != -1) {
+  while ((c = getopt(argc, argv, "fqVb:s:m:h")) != -1) {
     switch (c) {
       case 'f': options.force = true; break;
+      case 'q': quiet = true; break;
+      case 'V': std::printf("mkfs.nosyncfs %s\n", NSF_VERSION); return 0;
       case 'b': {
         auto bs = nosyncfs::ParseSizeArg(optarg);
         if (!bs || *bs > UINT32_MAX) return Fail(std::string("bad block size: ") + optarg);
@@ -70,6 +75,7 @@ int main(int argc, char** argv) {
   }
   auto sb = nosyncfs::Volume::Format(device, options);
   if (!sb.ok()) return Fail(sb.status().message());
+  if (quiet) return 0;
   std::printf("formatted %s as nosyncfs\n", device.c_str());
   std::printf("  uuid            %s\n", sb->UuidString().c_str());
   std::printf("  size            %llu bytes\n", static_cast<unsigned long long>(sb->device_size));
