@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -70,6 +71,30 @@ TEST_CASE("fstab and systemd mount options are honoured or ignored, never reject
   CHECK_FALSE(HasOption(opts, "noexec"));
   CHECK(RunCommand({vol.Path("script")}).exit_status == 0);
   vol.Unmount();
+}
+
+TEST_CASE("a ro mount refuses every change with EROFS and serves what is there",
+          "[posix][mount][options]") {
+  TestVolume vol;
+  vol.Mount();
+  WriteFile(vol.Path("f"), "before ro");
+  REQUIRE(::mkdir(vol.Path("d").c_str(), 0755) == 0);
+  vol.Remount("emulate=strict,ro");
+  CHECK(HasOption(MountPointOptions(vol.mountpoint()).value_or(""), "ro"));
+  CHECK(ReadFile(vol.Path("f")) == "before ro");
+  CHECK(OpenErrno(vol.Path("f"), O_WRONLY) == EROFS);
+  CHECK(OpenErrno(vol.Path("new"), O_WRONLY | O_CREAT) == EROFS);
+  CHECK(ErrnoOf(::mkdir(vol.Path("d2").c_str(), 0755)) == EROFS);
+  CHECK(ErrnoOf(::unlink(vol.Path("f").c_str())) == EROFS);
+  CHECK(ErrnoOf(::rename(vol.Path("f").c_str(), vol.Path("g").c_str())) == EROFS);
+  CHECK(ErrnoOf(::truncate(vol.Path("f").c_str(), 0)) == EROFS);
+  CHECK(ErrnoOf(::setxattr(vol.Path("f").c_str(), "user.nosync", "all", 3, 0)) == EROFS);
+  CHECK(ErrnoOf(::chmod(vol.Path("f").c_str(), 0600)) == EROFS);
+  vol.Remount("emulate=strict,rw");
+  CHECK(ReadFile(vol.Path("f")) == "before ro");
+  WriteFile(vol.Path("f"), "after ro");
+  vol.Unmount();
+  ExpectFsckClean(vol);
 }
 
 TEST_CASE("an unknown mount option is one clear error", "[posix][mount][options]") {
