@@ -40,9 +40,6 @@ class Progress {
   // Ends the current phase: completes a bar that was shown.
   void Finish();
 
-  // The style for human-facing progress on `fd`: kHuman, unless disabled.
-  static Style HumanStyle(bool enabled) { return enabled ? Style::kHuman : Style::kNone; }
-
  private:
   void Report(uint64_t done);
   void Emit(uint64_t done);

@@ -132,8 +132,8 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
   std::string device;  // as a pattern: '%' doubled
   for (char c : mo.device) device += c == '%' ? std::string("%%") : std::string(1, c);
   if (background) {
-    spdlog::set_default_logger(
-        spdlog::syslog_logger_mt("nosyncfs", "nosyncfs", LOG_PID, LOG_DAEMON, /*enable_formatting=*/true));
+    spdlog::set_default_logger(spdlog::syslog_logger_mt("nosyncfs", "nosyncfs", LOG_PID, LOG_DAEMON,
+                                                        /*enable_formatting=*/true));
     spdlog::set_pattern(device + ": %v");
   } else {
     spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e nosyncfs[%P] %l: " + device + ": %v");

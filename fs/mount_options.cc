@@ -13,9 +13,9 @@ const char kMountUsage[] =
     "usage: nosyncfs DEVICE MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
     "  -f                     stay in the foreground\n"
     "  -d                     debug output and every FUSE request (implies -f)\n"
-  "  -o ro                  the kernel refuses every change (the daemon still\n"
-  "                         recovers DEVICE when it opens it)\n"
-  "  -o debug               debug log lines (to syslog once daemonized)\n"
+    "  -o ro                  the kernel refuses every change (the daemon still\n"
+    "                         recovers DEVICE when it opens it)\n"
+    "  -o debug               debug log lines (to syslog once daemonized)\n"
     "  -o emulate=strict      strict persistence emulation: only persisted data\n"
     "                         reaches DEVICE (for tests and honest demos)\n"
     "  -o emulate=evict:SEED  strict emulation where unpersisted stores may also\n"
@@ -28,10 +28,12 @@ const char kMountUsage[] =
     "  -o lock_wait=SECONDS   wait this long for a device another process has locked,\n"
     "                         such as a daemon still shutting down after umount\n"
     "                         (default 10; 0: fail at once)\n"
-    "  mount flags (rw, noatime, relatime, nodev, nosuid, noexec, sync, dirsync, ...)\n"
-  "  and libfuse's allow_other, allow_root, auto_unmount and max_read=N are passed\n"
-  "  on; fstab-only options (defaults, auto, noauto, nofail, _netdev, user, users,\n"
-  "  owner, group, comment=..., x-...) are ignored\n";
+    "  -o noatime|relatime|strictatime, nodiratime: when reads update atime\n"
+    "                         (default relatime; the daemon keeps atime itself)\n"
+    "  mount flags (rw, nodev, nosuid, noexec, sync, dirsync, ...)\n"
+    "  and libfuse's allow_other, allow_root, auto_unmount and max_read=N are passed\n"
+    "  on; fstab-only options (defaults, auto, noauto, nofail, _netdev, user, users,\n"
+    "  owner, group, comment=..., x-...) are ignored\n";
 
 namespace {
 
