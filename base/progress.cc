@@ -8,7 +8,6 @@
 namespace nosyncfs {
 namespace {
 
-constexpr auto kQuietStart = std::chrono::seconds(1);
 constexpr int kBarWidth = 40;
 
 void WriteAll(int fd, const std::string& s) {
@@ -27,10 +26,11 @@ Progress::Progress(Style style, int fd, std::string label)
   terminal_ = style_ == Style::kHuman && isatty(fd_) == 1;
 }
 
-void Progress::Begin(uint64_t total, int pass) {
+void Progress::Begin(uint64_t total, int pass, std::string what) {
   Finish();
   total_ = std::max<uint64_t>(total, 1);
   pass_ = pass;
+  what_ = std::move(what);
   last_tenth_ = last_percent_ = -1;
   shown_ = false;
   started_ = std::chrono::steady_clock::now();
@@ -40,7 +40,7 @@ void Progress::Begin(uint64_t total, int pass) {
 void Progress::Report(uint64_t done) {
   next_check_ = done + std::max<uint64_t>(total_ / 100, 1);
   // Short work stays silent; the clock is read once per hundredth.
-  if (!shown_ && std::chrono::steady_clock::now() - started_ < kQuietStart) return;
+  if (!shown_ && std::chrono::steady_clock::now() - started_ < quiet_start_) return;
   Emit(std::min(done, total_));
 }
 
@@ -55,16 +55,20 @@ void Progress::Emit(uint64_t done) {
     if (percent == last_percent_) return;
     last_percent_ = percent;
     const int filled = percent * kBarWidth / 100;
-    WriteAll(fd_, "\r" + label_ + " [" + std::string(filled, '#') +
+    WriteAll(fd_, "\r" + HumanLabel() + " [" + std::string(filled, '#') +
                       std::string(kBarWidth - filled, '.') + "] " + std::to_string(percent) +
                       "%");
   } else {
     const int tenth = percent / 10;
     if (tenth == last_tenth_) return;
     last_tenth_ = tenth;
-    WriteAll(fd_, label_ + ": " + std::to_string(tenth * 10) + "%\n");
+    WriteAll(fd_, HumanLabel() + ": " + std::to_string(tenth * 10) + "%\n");
   }
   shown_ = true;
+}
+
+std::string Progress::HumanLabel() const {
+  return what_.empty() ? label_ : label_ + " " + what_;
 }
 
 void Progress::Finish() {

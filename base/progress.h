@@ -31,8 +31,10 @@ class Progress {
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
 
-  // Starts a phase of `total` units (pass numbers count from 1).
-  void Begin(uint64_t total, int pass = 1);
+  // Starts a phase of `total` units (pass numbers count from 1). `what`
+  // names the phase in the human forms ("LABEL WHAT: N%"); the fsck -C
+  // lines carry only the pass number.
+  void Begin(uint64_t total, int pass = 1, std::string what = {});
   // `done` units of the current phase are finished.
   void Update(uint64_t done) {
     if (done >= next_check_) Report(done);
@@ -40,13 +42,20 @@ class Progress {
   // Ends the current phase: completes a bar that was shown.
   void Finish();
 
+  // How long a phase stays silent (a second unless changed); zero shows
+  // every phase from its start (tests of the output of a quick run).
+  void set_quiet_start(std::chrono::milliseconds d) { quiet_start_ = d; }
+
  private:
   void Report(uint64_t done);
   void Emit(uint64_t done);
+  std::string HumanLabel() const;
 
   Style style_;
   int fd_;
   std::string label_;
+  std::string what_;  // the current phase's name
+  std::chrono::milliseconds quiet_start_{1000};
   bool terminal_ = false;
   uint64_t total_ = 0;
   int pass_ = 1;

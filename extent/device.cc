@@ -74,12 +74,13 @@ Result<bool> Device::Locked(const std::string& path) {
 
 Result<std::unique_ptr<Device>> Device::Open(const std::string& path,
                                              const DeviceOptions& options) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  int fd = ::open(path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(path);
   FdCloser closer{fd};
   struct stat st;
   if (fstat(fd, &st) != 0) return ErrnoStatus(path);
-  if (options.lock && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  // A reader shares the lock with other readers; a writer excludes both.
+  if (options.lock && flock(fd, (options.read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK) {
       return Status::Error(EBUSY, path + ": device is in use by another process");
     }
@@ -92,17 +93,24 @@ Result<std::unique_ptr<Device>> Device::Open(const std::string& path,
   if (options.evict_seed != 0 && !options.strict_emulation) {
     return Status::Error(EINVAL, path + ": early evictions need strict emulation");
   }
+  if (options.evict_seed != 0 && options.read_only) {
+    return Status::Error(EINVAL, path + ": early evictions need a writable device");
+  }
   closer.fd = -1;  // ownership passes to the backend
+  std::unique_ptr<Device> device;
   if (options.strict_emulation) {
     if (S_ISCHR(st.st_mode)) {
       ::close(fd);
       return Status::Error(EINVAL, path + ": strict emulation needs an image file or block device");
     }
-    NSF_ASSIGN_OR_RETURN(auto device, OpenEmulatedDevice(fd, size, path));
+    NSF_ASSIGN_OR_RETURN(device, OpenEmulatedDevice(fd, size, options.read_only, path));
     if (options.evict_seed != 0) NSF_RETURN_IF_ERROR(device->StartEvicting(options.evict_seed));
-    return device;
+  } else {
+    NSF_ASSIGN_OR_RETURN(device,
+                         OpenPmem2Device(fd, size, S_ISBLK(st.st_mode), options.read_only, path));
   }
-  return OpenPmem2Device(fd, size, S_ISBLK(st.st_mode), path);
+  device->read_only_ = options.read_only;
+  return device;
 }
 
 }  // namespace nosyncfs

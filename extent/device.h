@@ -46,6 +46,11 @@ struct DeviceOptions {
   // Take an exclusive advisory lock on the device; fail with EBUSY if another
   // process (another nosyncfs, or mkfs) holds it.
   bool lock = true;
+  // Open without write access: the file is opened O_RDONLY and mapped
+  // read-only, so a store through Write/Zero/data() faults instead of
+  // reaching the medium, and Persist fails with EROFS. The lock (if taken)
+  // is shared: read-only opens coexist, but not with a writer.
+  bool read_only = false;
 };
 
 class Device {
@@ -71,11 +76,14 @@ class Device {
   void Write(uint64_t off, const void* buf, size_t len);
   void Zero(uint64_t off, size_t len);
   // Makes [off, off+len) durable. EIO on failure (the range may be partly
-  // durable).
+  // durable); EROFS on a read-only device.
   Status Persist(uint64_t off, size_t len) {
+    if (read_only_) return Status::Error(EROFS, "the device is open read-only");
     persist_calls_.fetch_add(1, std::memory_order_relaxed);
     return DoPersist(off, len);
   }
+  // Opened with DeviceOptions::read_only: mapped without write access.
+  bool read_only() const { return read_only_; }
 
   // How many Persist calls were made: media work, observable by tests and
   // benchmarks (an fsync with nothing to do must not add to it).
@@ -96,6 +104,8 @@ class Device {
   std::atomic<uint64_t> persist_calls_{0};
   // Set by StartEvicting; a plain branch on the store path when off.
   bool evicting_ = false;
+  // Set by Open for DeviceOptions::read_only.
+  bool read_only_ = false;
 
   char* base_;
   uint64_t size_;

@@ -18,10 +18,11 @@ struct FdCloser {
   }
 };
 
-// Both take ownership of `fd` (open, locked) in all outcomes.
-Result<std::unique_ptr<Device>> OpenEmulatedDevice(int fd, uint64_t size,
+// Both take ownership of `fd` (open, locked) in all outcomes. With
+// `read_only` (an O_RDONLY fd) they map without write access.
+Result<std::unique_ptr<Device>> OpenEmulatedDevice(int fd, uint64_t size, bool read_only,
                                                    const std::string& path);
 Result<std::unique_ptr<Device>> OpenPmem2Device(int fd, uint64_t size, bool block_device,
-                                                const std::string& path);
+                                                bool read_only, const std::string& path);
 
 }  // namespace nosyncfs

@@ -135,10 +135,12 @@ class EmulatedDevice final : public Device {
 
 }  // namespace
 
-Result<std::unique_ptr<Device>> OpenEmulatedDevice(int fd, uint64_t size,
+Result<std::unique_ptr<Device>> OpenEmulatedDevice(int fd, uint64_t size, bool read_only,
                                                    const std::string& path) {
   FdCloser closer{fd};
-  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+  // Read-only: no private copies either, so a stray store faults.
+  const int prot = read_only ? PROT_READ : PROT_READ | PROT_WRITE;
+  void* base = mmap(nullptr, size, prot, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
   if (base == MAP_FAILED) return ErrnoStatus(path + ": mmap");
   closer.fd = -1;
   return std::unique_ptr<Device>(new EmulatedDevice(fd, static_cast<char*>(base), size));

@@ -72,10 +72,11 @@ class MsyncDevice final : public Device {
 }  // namespace
 
 Result<std::unique_ptr<Device>> OpenPmem2Device(int fd, uint64_t size, bool block_device,
-                                                const std::string& path) {
+                                                bool read_only, const std::string& path) {
   FdCloser closer{fd};
   if (block_device) {
-    void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    const int prot = read_only ? PROT_READ : PROT_READ | PROT_WRITE;
+    void* base = mmap(nullptr, size, prot, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) return ErrnoStatus(path + ": mmap");
     closer.fd = -1;
     return std::unique_ptr<Device>(new MsyncDevice(fd, static_cast<char*>(base), size));
@@ -90,6 +91,12 @@ Result<std::unique_ptr<Device>> OpenPmem2Device(int fd, uint64_t size, bool bloc
   // Page granularity is the weakest requirement, so every medium qualifies;
   // libpmem2 still reports (and uses) the stronger one where it has it.
   pmem2_config_set_required_store_granularity(config, PMEM2_GRANULARITY_PAGE);
+  if (read_only && pmem2_config_set_protection(config, PMEM2_PROT_READ) != 0) {
+    Status st = Pmem2Error(path + ": read-only mapping");
+    pmem2_config_delete(&config);
+    pmem2_source_delete(&source);
+    return st;
+  }
   pmem2_map* map = nullptr;
   int rc = pmem2_map_new(&map, config, source);
   pmem2_config_delete(&config);

@@ -23,9 +23,18 @@ Status FromRocks(const rocksdb::Status& s, const std::string& context) {
 
 rocksdb::Slice ToSlice(std::string_view v) { return rocksdb::Slice(v.data(), v.size()); }
 
+// Discards RocksDB's informational messages: a read-only open must not
+// create (or rotate) the LOG file in the store's directory.
+class NullLogger final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
+
 class RocksMetaStore final : public MetaStore {
  public:
-  explicit RocksMetaStore(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {
+  RocksMetaStore(std::unique_ptr<rocksdb::DB> db, bool read_only)
+      : db_(std::move(db)), read_only_(read_only) {
     write_options_.disableWAL = true;
   }
   ~RocksMetaStore() override { (void)db_->Close(); }
@@ -39,6 +48,7 @@ class RocksMetaStore final : public MetaStore {
   }
 
   Status Apply(const MetaBatch& batch) override {
+    if (read_only_) return Status::Error(EROFS, "metadata write: the store is open read-only");
     rocksdb::WriteBatch wb;
     for (const auto& op : batch.ops()) {
       if (op.type == MetaBatch::OpType::kPut) {
@@ -62,6 +72,7 @@ class RocksMetaStore final : public MetaStore {
   }
 
   Status Flush() override {
+    if (read_only_) return Status::Error(EROFS, "metadata flush: the store is open read-only");
     rocksdb::FlushOptions fo;
     fo.wait = true;
     return FromRocks(db_->Flush(fo), "metadata flush");
@@ -69,19 +80,13 @@ class RocksMetaStore final : public MetaStore {
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
+  const bool read_only_;
   rocksdb::WriteOptions write_options_;
 };
 
-}  // namespace
-
-Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool create) {
-  struct stat st;
-  if (!create && (stat((dir + "/CURRENT").c_str(), &st) != 0)) {
-    return Status::Error(ENOENT, "metadata store " + dir + " is missing");
-  }
+// The options every open uses.
+rocksdb::Options StoreOptions() {
   rocksdb::Options options;
-  options.create_if_missing = create;
-  options.error_if_exists = create;
   options.paranoid_checks = true;
   options.keep_log_file_num = 2;
   options.max_log_file_size = 1 << 20;
@@ -103,6 +108,24 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool 
   // directory or inode mostly land next to each other.
   options.allow_concurrent_memtable_write = false;
   options.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewCappedPrefixTransform(9));
+  return options;
+}
+
+Status CheckExists(const std::string& dir) {
+  struct stat st;
+  if (stat((dir + "/CURRENT").c_str(), &st) != 0) {
+    return Status::Error(ENOENT, "metadata store " + dir + " is missing");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool create) {
+  if (!create) NSF_RETURN_IF_ERROR(CheckExists(dir));
+  rocksdb::Options options = StoreOptions();
+  options.create_if_missing = create;
+  options.error_if_exists = create;
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
   if (!s.ok()) {
@@ -111,7 +134,17 @@ Result<std::unique_ptr<MetaStore>> MetaStore::Open(const std::string& dir, bool 
     }
     return FromRocks(s, "metadata store " + dir);
   }
-  return std::unique_ptr<MetaStore>(new RocksMetaStore(std::unique_ptr<rocksdb::DB>(db)));
+  return std::unique_ptr<MetaStore>(new RocksMetaStore(std::unique_ptr<rocksdb::DB>(db), false));
+}
+
+Result<std::unique_ptr<MetaStore>> MetaStore::OpenReadOnly(const std::string& dir) {
+  NSF_RETURN_IF_ERROR(CheckExists(dir));
+  rocksdb::Options options = StoreOptions();
+  options.info_log = std::make_shared<NullLogger>();
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, dir, &db);
+  if (!s.ok()) return FromRocks(s, "metadata store " + dir);
+  return std::unique_ptr<MetaStore>(new RocksMetaStore(std::unique_ptr<rocksdb::DB>(db), true));
 }
 
 }  // namespace nosyncfs

@@ -112,9 +112,13 @@ Result<Superblock> Volume::Format(const std::string& device_path, const FormatOp
 Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
                                              const VolumeOptions& options) {
   std::unique_ptr<Volume> v(new Volume());
+  v->read_only_ = options.read_only;
+  v->tolerate_double_mapping_ = options.tolerate_double_mapping;
+  v->tolerate_bad_records_ = options.tolerate_bad_records;
   DeviceOptions dopts;
   dopts.strict_emulation = options.strict_emulation;
   dopts.evict_seed = options.evict_seed;
+  dopts.read_only = options.read_only;
   auto device = Device::Open(device_path, dopts);
   if (!device.ok()) {
     if (device.status().code() == EBUSY) {
@@ -133,7 +137,8 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
   v->sb_ = std::move(sb).value();
   v->meta_dir_ = options.meta_dir.empty() ? v->sb_.meta_dir : options.meta_dir;
 
-  auto store = MetaStore::Open(v->meta_dir_, /*create=*/false);
+  auto store = options.read_only ? MetaStore::OpenReadOnly(v->meta_dir_)
+                                 : MetaStore::Open(v->meta_dir_, /*create=*/false);
   if (!store.ok()) return store.status();
   v->store_ = std::move(store).value();
   NSF_ASSIGN_OR_RETURN(auto uuid, v->store_->Get(keys::kUuid));
@@ -144,13 +149,91 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
                                     device_path + ", uuid " + v->sb_.UuidString() + ")");
   }
   v->log_ = std::make_unique<Log>(v->device_.get(), v->sb_.log_offset, v->sb_.log_length);
+  if (options.read_only) {
+    // Exactly the state a recovery would start from, and nothing for it to
+    // do: otherwise the open fails before anything else is read.
+    NSF_RETURN_IF_ERROR(v->CheckNothingToRecover(device_path, options.tolerate_orphans));
+    NSF_RETURN_IF_ERROR(v->RebuildAllocator());
+    NSF_RETURN_IF_ERROR(v->LoadCounters());
+    v->durable_seq_.store(v->log_->durable_seq());
+    v->open_complete_ = true;
+    return v;
+  }
   NSF_RETURN_IF_ERROR(v->Recover());
-  NSF_RETURN_IF_ERROR(v->RebuildAllocator(options.tolerate_double_mapping));
+  NSF_RETURN_IF_ERROR(v->RebuildAllocator());
   NSF_RETURN_IF_ERROR(v->LoadCounters());
   v->durable_seq_.store(v->log_->durable_seq());
   NSF_RETURN_IF_ERROR(v->FinishIntents());
   v->open_complete_ = true;
   return v;
+}
+
+namespace {
+
+std::string Counted(uint64_t n, const std::string& one, const std::string& many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+}  // namespace
+
+Status Volume::CheckNothingToRecover(const std::string& device_path, bool tolerate_orphans) {
+  NSF_ASSIGN_OR_RETURN(AppliedRecord applied, ReadApplied());
+  // Log::Open only reads; the records the store has not applied are
+  // counted, not replayed.
+  uint64_t to_replay = 0;
+  NSF_RETURN_IF_ERROR(log_->Open([&](uint64_t seq, std::string_view) {
+                            if (seq > applied.seq) ++to_replay;
+                            return Status::Ok();
+                          }).WithContext("recovery"));
+  NSF_RETURN_IF_ERROR(CheckStoreNotOlder(applied.seq));
+  std::vector<std::string> pending;
+  if (to_replay > 0) {
+    // What the store holds is older than the log: anything else found in
+    // it now could be changed by the replay, so this is all there is to say.
+    pending.push_back("log replay of " + Counted(to_replay, "transaction", "transactions"));
+  } else {
+    uint64_t intents = 0, orphans = 0;
+    NSF_RETURN_IF_ERROR(store_->Scan(keys::kIntentPrefix, "", [&](std::string_view,
+                                                                  std::string_view) {
+      ++intents;
+      return true;
+    }));
+    if (!tolerate_orphans) {
+      NSF_RETURN_IF_ERROR(store_->Scan(keys::kOrphanPrefix, "", [&](std::string_view,
+                                                                    std::string_view) {
+        ++orphans;
+        return true;
+      }));
+    }
+    if (intents > 0) {
+      pending.push_back(Counted(intents, "interrupted in-place operation", "interrupted in-place operations") +
+                        " to finish");
+    }
+    if (orphans > 0) {
+      pending.push_back(Counted(orphans, "orphan inode", "orphan inodes") + " to free");
+    }
+    if (applied.legacy) pending.push_back("an upgrade of its inode counters");
+  }
+  if (pending.empty()) return Status::Ok();
+  std::string what;
+  for (const std::string& p : pending) what += (what.empty() ? "" : ", ") + p;
+  return Status::Error(EROFS, device_path + " needs recovery (" + what +
+                                  "), which a read-only open cannot do; mount it read-write "
+                                  "once, or run fsck.nosyncfs -p " + device_path);
+}
+
+Status Volume::CheckStoreNotOlder(uint64_t applied) const {
+  if (applied + 1 < log_->start_seq()) {
+    return Status::Error(EUCLEAN, "metadata store " + meta_dir_ + " is older than the device log "
+                                  "(applied " + std::to_string(applied) + ", log starts at " +
+                                  std::to_string(log_->start_seq()) + ")");
+  }
+  return Status::Ok();
+}
+
+Status Volume::CheckWritable() const {
+  if (read_only_) return Status::Error(EROFS, "the volume is open read-only");
+  return Status::Ok();
 }
 
 Status Volume::CheckWork(const InPlaceWork& work) const {
@@ -173,6 +256,7 @@ Status Volume::DoWork(const InPlaceWork& work) {
 }
 
 Result<uint64_t> Volume::CommitInPlace(Transaction&& txn, const InPlaceWork& work) {
+  NSF_RETURN_IF_ERROR(CheckWritable());
   if (work.empty()) return Commit(std::move(txn), /*durable=*/true);
   NSF_RETURN_IF_ERROR(CheckWork(work));
   const std::string key = keys::Intent(next_intent_.fetch_add(1));
@@ -222,6 +306,7 @@ Result<AppliedRecord> Volume::ReadApplied() {
 Status Volume::LoadCounters() {
   NSF_ASSIGN_OR_RETURN(AppliedRecord applied, ReadApplied());
   if (applied.legacy) {
+    NSF_RETURN_IF_ERROR(CheckWritable());
     // A store from before the counters were kept in "a": take the inode
     // counter from its old key, count the inodes once, and keep both in
     // "a" from now on (made durable by the flush, like a checkpoint).
@@ -259,11 +344,7 @@ Status Volume::Recover() {
     return Status::Ok();
   });
   NSF_RETURN_IF_ERROR(st.WithContext("recovery"));
-  if (applied + 1 < log_->start_seq()) {
-    return Status::Error(EUCLEAN, "metadata store " + meta_dir_ + " is older than the device log "
-                                  "(applied " + std::to_string(applied) + ", log starts at " +
-                                  std::to_string(log_->start_seq()) + ")");
-  }
+  NSF_RETURN_IF_ERROR(CheckStoreNotOlder(applied));
   if (replayed > 0) {
     spdlog::info("recovery: replayed {} transactions ({}..{})", replayed, first,
                  first + replayed - 1);
@@ -276,7 +357,7 @@ Status Volume::Recover() {
   return log_->Reset(next);
 }
 
-Status Volume::RebuildAllocator(bool tolerate_double_mapping) {
+Status Volume::RebuildAllocator() {
   allocator_ = std::make_unique<Allocator>(sb_.data_blocks);
   refs_ = RefcountMap();
   Status inner;
@@ -290,6 +371,10 @@ Status Volume::RebuildAllocator(bool tolerate_double_mapping) {
       inner = Status::Error(EUCLEAN, "overlapping reference count records");
     }
     if (inner.ok()) inner = allocator_->MarkUsed(r->run);
+    if (!inner.ok() && tolerate_bad_records_) {
+      inner = Status::Ok();  // left out; the checker names it
+      return true;
+    }
     if (!inner.ok()) {
       inner = inner.WithContext("reference count of block " + std::to_string(keys::TrailingU64(k)) +
                                 ": run fsck.nosyncfs");
@@ -304,8 +389,14 @@ Status Volume::RebuildAllocator(bool tolerate_double_mapping) {
                                                                    std::string_view v) {
     auto e = DecodeExtent(k, v);
     if (!e.ok()) {
-      inner = e.status();
+      if (tolerate_bad_records_) return true;  // the checker names it
+      inner = e.status().WithContext("inode " + std::to_string(keys::InoOf(k)) +
+                                     ": run fsck.nosyncfs");
       return false;
+    }
+    if (tolerate_bad_records_ &&
+        (e->pblk >= sb_.data_blocks || e->len > sb_.data_blocks - e->pblk)) {
+      return true;  // outside the data area: the checker names it
     }
     // The private parts: what the shared runs above do not cover.
     uint64_t pos = e->pblk;
@@ -313,7 +404,7 @@ Status Volume::RebuildAllocator(bool tolerate_double_mapping) {
     auto mark = [&](uint64_t from, uint64_t to) {
       if (to <= from) return true;
       inner = allocator_->MarkUsed({from, to - from});
-      if (!inner.ok() && tolerate_double_mapping) inner = Status::Ok();
+      if (!inner.ok() && tolerate_double_mapping_) inner = Status::Ok();
       if (!inner.ok()) {
         inner = inner.WithContext("inode " + std::to_string(keys::InoOf(k)) + ": run fsck.nosyncfs");
       }
@@ -361,7 +452,7 @@ std::vector<RefcountMap::Record> Volume::RefcountRecords() const {
 }
 
 Volume::~Volume() {
-  if (open_complete_) {
+  if (open_complete_ && !read_only_) {
     Status st = Checkpoint();
     if (!st.ok()) spdlog::error("checkpoint at close failed: {}", st.ToString());
   }
@@ -378,6 +469,7 @@ uint64_t Volume::committed_seq() const {
 }
 
 Result<std::vector<BlockRun>> Volume::Allocate(uint64_t count, uint64_t goal) {
+  NSF_RETURN_IF_ERROR(CheckWritable());
   {
     std::lock_guard lock(mu_);
     auto runs = allocator_->Allocate(count, goal);
@@ -403,6 +495,9 @@ void Volume::SealBatch(Transaction* txn, uint64_t seq) {
 }
 
 Result<uint64_t> Volume::Commit(Transaction&& txn, bool durable) {
+  // The one way metadata reaches the log and the store (CommitInPlace,
+  // FinishIntents, SetCounters and every caller come through here).
+  NSF_RETURN_IF_ERROR(CheckWritable());
   const size_t own_ops = txn.batch.size();
   uint64_t seq = 0;
   for (;;) {
@@ -479,6 +574,7 @@ Status Volume::WaitDurable(uint64_t seq) {
 Status Volume::Sync() { return WaitDurable(committed_seq()); }
 
 Status Volume::Checkpoint() {
+  NSF_RETURN_IF_ERROR(CheckWritable());
   std::unique_lock sync_lock(sync_mu_);
   sync_cv_.wait(sync_lock, [&] { return !sync_running_; });
   sync_running_ = true;  // no log persist while the log is reset
@@ -499,6 +595,22 @@ Status Volume::Checkpoint() {
   sync_running_ = false;
   sync_cv_.notify_all();
   return st;
+}
+
+Status Volume::SetCounters(uint64_t next_ino, uint64_t inode_count) {
+  NSF_RETURN_IF_ERROR(CheckWritable());
+  next_ino_.store(next_ino);
+  inode_count_.store(inode_count);
+  // An empty transaction: its "a" record carries the counters.
+  return Commit(Transaction(), /*durable=*/true).status();
+}
+
+Status Volume::Reload() {
+  NSF_RETURN_IF_ERROR(CheckWritable());
+  // Every free durable first: the rebuilt allocator has no pending frees.
+  NSF_RETURN_IF_ERROR(Sync());
+  std::lock_guard lock(mu_);
+  return RebuildAllocator();
 }
 
 uint64_t Volume::NextInodeNumber(Transaction* txn) {

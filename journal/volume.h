@@ -60,6 +60,24 @@ struct VolumeOptions {
   // fsck: open even when extents map a block twice without a reference
   // count (a mount refuses that), so that the checker can name them.
   bool tolerate_double_mapping = false;
+  // fsck: open even when extent or reference count records are malformed
+  // or name blocks outside the data area (a mount refuses them); the
+  // allocator skips them, and the checker names them.
+  bool tolerate_bad_records = false;
+  // Open without changing anything on the device or in the metadata store:
+  // the device without write access (a shared lock: read-only opens
+  // coexist, a writer excludes them), the store with RocksDB's read-only
+  // open, no recovery, no checkpoint at close. A volume that needs recovery
+  // (log records to replay, interrupted in-place operations, orphan inodes
+  // to free, an upgrade of its counters) fails to open with EROFS and a
+  // one-line message saying what is pending. Every method that would change
+  // the volume (Allocate, Commit, CommitInPlace, Checkpoint, SetCounters,
+  // Reload) fails with EROFS, and so does Device::Persist.
+  bool read_only = false;
+  // With read_only: open even with orphan inodes to free (fsck -n checks
+  // such a volume; orphans are valid state, freed by the next writable
+  // mount). A read-only mount must not set it: it could not free them.
+  bool tolerate_orphans = false;
 };
 
 class Volume {
@@ -92,18 +110,22 @@ class Volume {
   uint64_t total_blocks() const { return sb_.data_blocks; }
   // Inodes in the store (kept with each commit, never counted by a scan).
   uint64_t inode_count() const { return inode_count_.load(std::memory_order_relaxed); }
+  // The next inode number NextInodeNumber would hand out.
+  uint64_t next_inode_number() const { return next_ino_.load(std::memory_order_relaxed); }
   const std::string& meta_dir() const { return meta_dir_; }
+  // Opened with VolumeOptions::read_only.
+  bool read_only() const { return read_only_; }
 
   // Allocates `count` data blocks near `goal`; if only pending frees stand in
-  // the way, makes them durable first. ENOSPC otherwise.
+  // the way, makes them durable first. ENOSPC otherwise; EROFS if read-only.
   Result<std::vector<BlockRun>> Allocate(uint64_t count, uint64_t goal);
   // Returns blocks allocated by a transaction that then failed.
   void Unallocate(const std::vector<BlockRun>& runs);
 
   // Appends the transaction to the log and applies it; with `durable`, also
   // waits until it is durable. Returns the sequence number. A full log is
-  // checkpointed first. EFBIG when the transaction can never fit the log.
-  // The reference counts of the blocks it shares and frees change in the
+  // checkpointed first. EFBIG when the transaction can never fit the log;
+  // EROFS if read-only. The reference counts of the blocks it shares and frees change in the
   // same batch; only blocks whose last reference goes are freed.
   Result<uint64_t> Commit(Transaction&& txn, bool durable);
   // An operation that changes device bytes in place as well as metadata,
@@ -125,8 +147,21 @@ class Volume {
   uint64_t durable_seq() const { return durable_seq_.load(std::memory_order_acquire); }
   // Highest committed sequence number.
   uint64_t committed_seq() const;
-  // Flushes the store and empties the log.
+  // Flushes the store and empties the log. EROFS if read-only.
   Status Checkpoint();
+
+  // fsck's repairs of what the Volume itself keeps. Neither may run
+  // concurrently with any other commit; both fail with EROFS if read-only.
+  //
+  // Sets the inode counter and the inode count to these values and
+  // commits them durably (the caller makes sure that `next_ino` is past
+  // every inode and that `inode_count` is what the store holds).
+  Status SetCounters(uint64_t next_ino, uint64_t inode_count);
+  // Makes everything durable, then reloads the reference counts and
+  // rebuilds the allocator from the store: after a commit that put or
+  // deleted reference count records directly (not through
+  // Transaction::shared/freed).
+  Status Reload();
 
   // The parts of a mapped run that another extent may map too, which
   // therefore must not be changed in place: shared, or shared until a
@@ -145,8 +180,14 @@ class Volume {
  private:
   Volume() = default;
   Status Recover();
+  // Read-only open: EROFS naming what recovery would do, if anything.
+  Status CheckNothingToRecover(const std::string& device_path, bool tolerate_orphans);
+  // EUCLEAN if the store is older than the log's epoch.
+  Status CheckStoreNotOlder(uint64_t applied) const;
+  // EROFS if read-only.
+  Status CheckWritable() const;
   // Loads the reference counts and marks every mapped block used.
-  Status RebuildAllocator(bool tolerate_double_mapping);
+  Status RebuildAllocator();
   // Counts the references `txn` adds and drops into its batch (under mu_);
   // returns the runs to free.
   std::vector<BlockRun> CountReferences(Transaction* txn, uint64_t seq);
@@ -191,6 +232,10 @@ class Volume {
   // checkpoint. A half-open volume (failed recovery) must leave the store
   // and log exactly as they were, so every later open fails the same way.
   bool open_complete_ = false;
+  bool read_only_ = false;
+  // VolumeOptions of the same names, for RebuildAllocator.
+  bool tolerate_double_mapping_ = false;
+  bool tolerate_bad_records_ = false;
 };
 
 }  // namespace nosyncfs
