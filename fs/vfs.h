@@ -428,7 +428,15 @@ class Vfs {
   static bool IsNosyncXattr(std::string_view name);
   Status SetNosyncLocked(Inode* inode, std::string_view value, int flags);
   Status ClearNosyncLocked(Inode* inode);
+  // user.nosync, or a page of user.nosync.extents (the plain name or
+  // user.nosync.extents@OFFSET). EINVAL for a malformed page name, ENODATA
+  // for user.nosync unset or a file that is not regular, E2BIG for a
+  // user.nosync longer than 64 KiB (never for a page: each is at most
+  // 32 KiB).
   Result<std::string> GetNosyncLocked(Inode* inode, std::string_view name);
+  // The page of the extent listing from byte `off`, each extent one line,
+  // ending with "more NEXT" when extents from NEXT on did not fit (mu held).
+  std::string ExtentsPageLocked(const Inode& inode, uint64_t off) const;
   // Makes the NF set of `inode` exactly `target` (block ranges), durably.
   Status ApplyNosyncSet(Inode* inode, const BlockRanges& target);
   BlockRanges NosyncBlocks(const Inode& inode) const;
