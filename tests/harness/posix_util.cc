@@ -199,7 +199,8 @@ std::map<std::string, std::string> MountStatsText(const std::string& mountpoint)
 std::map<std::string, uint64_t> MountStats(const std::string& mountpoint) {
   std::map<std::string, uint64_t> stats;
   for (const auto& [key, text] : MountStatsText(mountpoint)) {
-    bool integer = std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    bool integer =
+        std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
     if (integer) stats[key] = std::stoull(text);
   }
   return stats;
