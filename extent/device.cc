@@ -25,6 +25,15 @@ const char* PersistGranularityName(PersistGranularity g) {
   return "unknown";
 }
 
+const char* PersistGranularityKey(PersistGranularity g) {
+  switch (g) {
+    case PersistGranularity::kCacheLine: return "cache_line";
+    case PersistGranularity::kPage: return "page";
+    case PersistGranularity::kStrictEmulation: return "strict_emulation";
+  }
+  return "unknown";
+}
+
 void Device::Read(uint64_t off, void* buf, size_t len) const {
   std::memcpy(buf, base_ + off, len);
 }

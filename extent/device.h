@@ -32,7 +32,10 @@ enum class PersistGranularity {
   kStrictEmulation,   // volatile copy; persist copies into the image
 };
 
+// For people: "cache line (persistent memory)".
 const char* PersistGranularityName(PersistGranularity g);
+// For scripts (the statistics): "cache_line", "page", "strict_emulation".
+const char* PersistGranularityKey(PersistGranularity g);
 
 struct DeviceOptions {
   bool strict_emulation = false;
@@ -70,6 +73,11 @@ class Device {
   // Base of the mapping; valid for the Device's lifetime.
   char* data() const { return base_; }
   virtual PersistGranularity granularity() const = 0;
+  // How granularity() was found, in one line for people: which backend
+  // mapped the device and what it detected (e.g. a devdax device, a
+  // MAP_SYNC mapping, a page-cache file that fell back to msync, or the
+  // strict emulation the mount asked for). Fixed once open.
+  virtual std::string persistence_source() const = 0;
 
   void Read(uint64_t off, void* buf, size_t len) const;
   // Volatile until Persist() covers the range.

@@ -51,6 +51,12 @@ class EmulatedDevice final : public Device {
   PersistGranularity granularity() const override {
     return PersistGranularity::kStrictEmulation;
   }
+  std::string persistence_source() const override {
+    return evicting_ ? "strict emulation with early evictions (mount option emulate=evict): "
+                       "stores reach the image only when persisted, or evicted at random"
+                     : "strict emulation (mount option emulate=strict): stores reach the "
+                       "image only when persisted";
+  }
 
   Status StartEvicting(uint64_t seed) override {
     if (seed == 0) return Status::Error(EINVAL, "the eviction seed must not be 0");

@@ -5,15 +5,31 @@
 
 namespace nosyncfs {
 
-void ExtentMap::Load(const Extent& e) { map_[e.lblk] = e; }
+void ExtentMap::Load(const Extent& e) {
+  // What the store holds already: no change for TakeNfBlocksDelta.
+  const uint64_t before = nf_blocks_;
+  auto [it, inserted] = map_.try_emplace(e.lblk, e);
+  if (!inserted) {
+    CountNf(it->second.flags, it->second.len, -1);
+    it->second = e;
+  }
+  CountNf(e.flags, e.len, +1);
+  nf_blocks_taken_ += nf_blocks_ - before;
+}
 
 void ExtentMap::Put(const Extent& e) {
-  map_[e.lblk] = e;
+  auto [it, inserted] = map_.try_emplace(e.lblk, e);
+  if (!inserted) {
+    CountNf(it->second.flags, it->second.len, -1);
+    it->second = e;
+  }
+  CountNf(e.flags, e.len, +1);
   Touch(e.lblk);
 }
 
 void ExtentMap::Erase(std::map<uint64_t, Extent>::iterator it) {
   Touch(it->first);
+  CountNf(it->second.flags, it->second.len, -1);
   map_.erase(it);
 }
 
@@ -60,6 +76,7 @@ void ExtentMap::MergeAround(uint64_t key) {
     const Extent& n = next->second;
     if (e.lend() == n.lblk && e.pblk + e.len == n.pblk && e.flags == n.flags) {
       e.len += n.len;
+      CountNf(e.flags, n.len, +1);  // Erase(next) takes them out again
       Touch(e.lblk);
       Erase(next);
     }
@@ -71,6 +88,7 @@ void ExtentMap::MergeAround(uint64_t key) {
     const Extent& e = it->second;
     if (p.lend() == e.lblk && p.pblk + p.len == e.pblk && p.flags == e.flags) {
       p.len += e.len;
+      CountNf(p.flags, e.len, +1);  // Erase(it) takes them out again
       Touch(p.lblk);
       Erase(it);
     }
@@ -124,6 +142,8 @@ void ExtentMap::SetFlags(uint64_t lblk, uint64_t len, uint32_t mask, uint32_t va
   for (auto it = map_.lower_bound(lblk); it != map_.end() && it->first < end; ++it) {
     uint32_t flags = (it->second.flags & ~mask) | (value & mask);
     if (flags != it->second.flags) {
+      CountNf(it->second.flags, it->second.len, -1);
+      CountNf(flags, it->second.len, +1);
       it->second.flags = flags;
       Touch(it->first);
     }
@@ -179,6 +199,12 @@ std::vector<std::pair<uint64_t, std::optional<Extent>>> ExtentMap::TakeChanges()
   touched_.clear();
   touched_.shrink_to_fit();
   return out;
+}
+
+int64_t ExtentMap::TakeNfBlocksDelta() {
+  int64_t delta = static_cast<int64_t>(nf_blocks_) - static_cast<int64_t>(nf_blocks_taken_);
+  nf_blocks_taken_ = nf_blocks_;
+  return delta;
 }
 
 }  // namespace nosyncfs

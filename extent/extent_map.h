@@ -79,10 +79,16 @@ class ExtentMap {
   const std::map<uint64_t, Extent>& extents() const { return map_; }
   uint64_t mapped_blocks() const;
   bool empty() const { return map_.empty(); }
+  // Blocks mapped with kExtentNoFsync, kept as the map changes (O(1)).
+  uint64_t nf_blocks() const { return nf_blocks_; }
 
   // The keys changed since the last call, each with the extent now stored
   // under it or nullopt if it was removed.
   std::vector<std::pair<uint64_t, std::optional<Extent>>> TakeChanges();
+  // How many NF blocks the map gained (or, negative, lost) since the last
+  // call, not counting Load(): what the changes TakeChanges() hands out do
+  // to the file system's NF total.
+  int64_t TakeNfBlocksDelta();
 
  private:
   // Splits the extent containing `lblk` (if any, and not starting there) so
@@ -94,11 +100,18 @@ class ExtentMap {
   void Erase(std::map<uint64_t, Extent>::iterator it);
 
   void Touch(uint64_t key) { touched_.push_back(key); }
+  // Counts `len` blocks with `flags` in (sign +1) or out (-1) of nf_blocks_.
+  void CountNf(uint32_t flags, uint64_t len, int sign) {
+    if (flags & kExtentNoFsync) nf_blocks_ += sign > 0 ? len : -len;
+  }
 
   std::map<uint64_t, Extent> map_;
   // Keys changed since TakeChanges(), with repeats (a vector, not a set:
   // an inode caches one map, and most are never changed).
   std::vector<uint64_t> touched_;
+  // NF blocks now, and as of the last TakeNfBlocksDelta() (or Load()).
+  uint64_t nf_blocks_ = 0;
+  uint64_t nf_blocks_taken_ = 0;
 };
 
 }  // namespace nosyncfs

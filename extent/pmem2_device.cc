@@ -5,6 +5,7 @@
 // are not a libpmem2 source type; they get a plain shared mapping and msync.
 #include <libpmem2.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "extent/device_backends.h"
@@ -18,12 +19,13 @@ Status Pmem2Error(const std::string& what) {
 
 class Pmem2Device final : public Device {
  public:
-  Pmem2Device(int fd, pmem2_source* source, pmem2_map* map)
+  Pmem2Device(int fd, pmem2_source* source, pmem2_map* map, bool devdax)
       : Device(static_cast<char*>(pmem2_map_get_address(map)), pmem2_map_get_size(map)),
         fd_(fd),
         source_(source),
         map_(map),
-        persist_(pmem2_get_persist_fn(map)) {}
+        persist_(pmem2_get_persist_fn(map)),
+        devdax_(devdax) {}
   ~Pmem2Device() override {
     pmem2_map_delete(&map_);
     pmem2_source_delete(&source_);
@@ -36,6 +38,22 @@ class Pmem2Device final : public Device {
                : PersistGranularity::kCacheLine;
   }
 
+  std::string persistence_source() const override {
+    std::string what = devdax_ ? "libpmem2 mapped a devdax device"
+                               : "libpmem2 mapped a file";
+    switch (pmem2_map_get_store_granularity(map_)) {
+      case PMEM2_GRANULARITY_BYTE:
+        return what + (devdax_ ? "" : " with MAP_SYNC (DAX)") +
+               "; the platform flushes caches on power loss (eADR): persist is a fence";
+      case PMEM2_GRANULARITY_CACHE_LINE:
+        return what + (devdax_ ? "" : " with MAP_SYNC (DAX)") +
+               ": persist is a cache-line flush and a fence";
+      case PMEM2_GRANULARITY_PAGE:
+        break;
+    }
+    return what + " without DAX (MAP_SYNC refused: page cache): persist fell back to msync";
+  }
+
   Status DoPersist(uint64_t off, size_t len) override {
     if (len > 0) persist_(base_ + off, len);
     return Status::Ok();
@@ -46,6 +64,7 @@ class Pmem2Device final : public Device {
   pmem2_source* source_;
   pmem2_map* map_;
   pmem2_persist_fn persist_;
+  bool devdax_;
 };
 
 // A block device (e.g. /dev/pmem0 without DAX): shared mapping + msync.
@@ -57,6 +76,9 @@ class MsyncDevice final : public Device {
     ::close(fd_);
   }
   PersistGranularity granularity() const override { return PersistGranularity::kPage; }
+  std::string persistence_source() const override {
+    return "a block device (libpmem2 maps no block devices): shared mmap, persist is msync";
+  }
   Status DoPersist(uint64_t off, size_t len) override {
     if (len == 0) return Status::Ok();
     uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
@@ -107,7 +129,9 @@ Result<std::unique_ptr<Device>> OpenPmem2Device(int fd, uint64_t size, bool bloc
   }
   closer.fd = -1;
   (void)size;
-  return std::unique_ptr<Device>(new Pmem2Device(fd, source, map));
+  struct stat st;
+  bool devdax = fstat(fd, &st) == 0 && S_ISCHR(st.st_mode);
+  return std::unique_ptr<Device>(new Pmem2Device(fd, source, map, devdax));
 }
 
 }  // namespace nosyncfs

@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -178,10 +179,17 @@ std::string RequestStats::Format() const {
   std::string out;
   for (uint32_t op = 0; op < kSlots; ++op) {
     uint64_t n = counts_[op].load(std::memory_order_relaxed);
-    if (n == 0) continue;
     const char* name = OpcodeName(op);
-    out += name != nullptr ? name : "OPCODE_" + std::to_string(op);
-    out += " " + std::to_string(n) + "\n";
+    // Every opcode libfuse knows, so that scripts find each key; others
+    // only once seen.
+    if (name == nullptr && n == 0) continue;
+    std::string key = "requests_";
+    if (name != nullptr) {
+      for (const char* c = name; *c != '\0'; ++c) key += static_cast<char>(std::tolower(*c));
+    } else {
+      key += (op == kSlots - 1 ? "opcode_other" : "opcode_" + std::to_string(op));
+    }
+    out += key + " " + std::to_string(n) + "\n";
   }
   return out;
 }

@@ -38,7 +38,9 @@ class RequestStats {
  public:
   void Count(uint32_t opcode);
   uint64_t count(uint32_t opcode) const;
-  // "NAME COUNT" lines for every opcode seen, in opcode order.
+  // "requests_NAME COUNT" lines in opcode order (NAME the opcode's name in
+  // lower case, e.g. requests_write): every opcode libfuse 3.14 serves,
+  // counted or not, and others once seen (requests_opcode_N).
   std::string Format() const;
 
  private:

@@ -62,14 +62,12 @@ bool CallerLacksFsetid(fuse_req_t req) {
   return true;
 }
 
+// The Vfs's durability statistics, the daemon's heap, then the requests.
 std::string StatsText(FuseContext* ctx) {
-  Volume& vol = ctx->vfs->volume();
-  std::string out = ctx->stats.Format();
-  out += "cached_inodes " + std::to_string(ctx->vfs->cached_inodes()) + "\n";
-  out += "log_persists " + std::to_string(vol.log_persists()) + "\n";
-  out += "device_persists " + std::to_string(vol.device().persist_calls()) + "\n";
+  std::string out = ctx->vfs->StatsText();
   struct mallinfo2 heap = mallinfo2();
   out += "heap_bytes " + std::to_string(heap.uordblks + heap.hblkhd) + "\n";
+  out += ctx->stats.Format();
   return out;
 }
 

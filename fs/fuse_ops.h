@@ -17,9 +17,10 @@ struct FuseContext {
   RequestStats stats;               // counted by the FuseChannel
 };
 
-// Read-only statistics on the root directory: FUSE requests by opcode and
-// the persistence work done ("NAME COUNT" lines). Not listed by listxattr;
-// the "user.nosyncfs." prefix is reserved (EPERM to set or remove).
+// Read-only statistics on the root directory, since mount, as "key value"
+// lines (Vfs::StatsText, then heap_bytes and requests_OP counts; the keys
+// are listed in docs/architecture.md). Not listed by listxattr; the
+// "user.nosyncfs." prefix is reserved (EPERM to set or remove).
 inline constexpr char kStatsXattr[] = "user.nosyncfs.stats";
 
 // Every operation decodes its request, calls the Vfs (through the session's

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdio>
 
 #include "fs/vfs_internal.h"
 
@@ -385,6 +386,44 @@ Result<struct statvfs> Vfs::Statfs() {
   s.f_favail = s.f_ffree;
   s.f_namemax = kMaxNameLen;
   return s;
+}
+
+std::string Vfs::StatsText() const {
+  const Volume& vol = *volume_;
+  const Device& dev = vol.device();
+  std::string out;
+  auto line = [&](const char* key, uint64_t value) {
+    out += key;
+    out += ' ';
+    out += std::to_string(value);
+    out += '\n';
+  };
+  auto counter = [&](const char* key, const std::atomic<uint64_t>& c) {
+    line(key, c.load(std::memory_order_relaxed));
+  };
+  out += "persistence ";
+  out += PersistGranularityKey(dev.granularity());
+  out += "\npersistence_detected_by " + dev.persistence_source() + "\n";
+  line("block_size", bs_);
+  line("total_bytes", vol.total_blocks() * bs_);
+  line("free_bytes", vol.free_blocks() * bs_);
+  line("nf_bytes", vol.nf_blocks() * bs_);
+  counter("fsync_calls", stats_.fsync_calls);
+  counter("fdatasync_calls", stats_.fdatasync_calls);
+  counter("fsync_no_media_work", stats_.fsync_no_media_work);
+  counter("fsyncdir_calls", stats_.fsyncdir_calls);
+  counter("nf_writes", stats_.nf_writes);
+  counter("nf_write_bytes_persisted", stats_.nf_write_bytes_persisted);
+  const uint64_t persists = vol.log_persists(), txns = vol.log_transactions();
+  line("log_persists", persists);
+  line("log_transactions", txns);
+  char mean[64];
+  std::snprintf(mean, sizeof(mean), "transactions_per_log_persist %.2f\n",
+                persists == 0 ? 0.0 : static_cast<double>(txns) / static_cast<double>(persists));
+  out += mean;
+  line("device_persists", dev.persist_calls());
+  line("cached_inodes", cached_inodes());
+  return out;
 }
 
 }  // namespace nosyncfs

@@ -40,6 +40,7 @@
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -93,6 +94,26 @@ struct SetattrRequest {
   gid_t gid = 0;
   uint64_t size = 0;
   struct timespec atime {}, mtime {}, ctime {};
+};
+
+// What the Vfs did for durability since it was made: relaxed atomic
+// counters, bumped where the Vfs decides (no lock on any path), each exact
+// once the calls it counts have returned.
+struct VfsStats {
+  // Fsync calls on files: fsync(2) and fdatasync(2) together, and the
+  // fdatasync(2) among them.
+  std::atomic<uint64_t> fsync_calls{0};
+  std::atomic<uint64_t> fdatasync_calls{0};
+  // Of fsync_calls, those that succeeded with nothing to do: no dirty data
+  // to persist, no attributes to commit, no log to wait for (SEMANTICS.md
+  // D3: what an fsync of NF-only changes must be).
+  std::atomic<uint64_t> fsync_no_media_work{0};
+  // Fsyncdir calls (each makes the whole file system durable).
+  std::atomic<uint64_t> fsyncdir_calls{0};
+  // Writes (write, and copy_file_range by bytes) with bytes in NF extents,
+  // and those bytes, persisted before the write returned (D2).
+  std::atomic<uint64_t> nf_writes{0};
+  std::atomic<uint64_t> nf_write_bytes_persisted{0};
 };
 
 class Vfs {
@@ -213,6 +234,15 @@ class Vfs {
 
   // Inodes cached now (for tests and statistics).
   size_t cached_inodes() const { return table_.size(); }
+
+  const VfsStats& stats() const { return stats_; }
+  // The durability statistics as "key value" lines, one per line, for the
+  // user.nosyncfs.stats xattr: the device's persistence and how it was
+  // found, free and NF bytes, fsync and NF write counters (VfsStats), log
+  // persists and transactions (Volume), device persists. The FUSE glue
+  // appends its request counts. Values hold no newline; only
+  // persistence_detected_by's has spaces (the rest of its line).
+  std::string StatsText() const;
 
  private:
   // A pin on a cached inode (see InodeTable): while one is held, the Inode
@@ -403,7 +433,15 @@ class Vfs {
   static bool IsNosyncXattr(std::string_view name);
   Status SetNosyncLocked(Inode* inode, std::string_view value, int flags);
   Status ClearNosyncLocked(Inode* inode);
+  // user.nosync, or a page of user.nosync.extents (the plain name or
+  // user.nosync.extents@OFFSET). EINVAL for a malformed page name, ENODATA
+  // for user.nosync unset or a file that is not regular, E2BIG for a
+  // user.nosync longer than 64 KiB (never for a page: each is at most
+  // 32 KiB).
   Result<std::string> GetNosyncLocked(Inode* inode, std::string_view name);
+  // The page of the extent listing from byte `off`, each extent one line,
+  // ending with "more NEXT" when extents from NEXT on did not fit (mu held).
+  std::string ExtentsPageLocked(const Inode& inode, uint64_t off) const;
   // Makes the NF set of `inode` exactly `target` (block ranges), durably.
   Status ApplyNosyncSet(Inode* inode, const BlockRanges& target);
   BlockRanges NosyncBlocks(const Inode& inode) const;
@@ -427,6 +465,7 @@ class Vfs {
   DirtyList dirty_list_;  // dirty_mu_
 
   std::function<void(uint64_t)> attr_invalidator_;
+  VfsStats stats_;
   std::mutex shutdown_mu_;
   bool shut_down_ = false;  // shutdown_mu_
 };

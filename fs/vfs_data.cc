@@ -259,6 +259,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
   const Superblock& sb = volume_->superblock();
   uint64_t end = off + size;
   bool wrote_plain = false, end_in_nf = false;
+  uint64_t nf_bytes = 0;
   PersistList now;
   NSF_RETURN_IF_ERROR(ForEachByteRun(
       inode->extents(), sb, off, end, [&](const ByteRun& r) {
@@ -268,6 +269,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
         end_in_nf = (r.flags & kExtentNoFsync) && r.end == end;
         if (r.flags & kExtentNoFsync) {
           now.Add(r.dev, r.end - r.pos);
+          nf_bytes += r.end - r.pos;
           return Status::Ok();
         }
         wrote_plain = true;
@@ -290,6 +292,10 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
                                        }));
   }
   NSF_RETURN_IF_ERROR(now.Persist(volume_->device()));
+  if (nf_bytes > 0) {
+    stats_.nf_writes.fetch_add(1, std::memory_order_relaxed);
+    stats_.nf_write_bytes_persisted.fetch_add(nf_bytes, std::memory_order_relaxed);
+  }
 
   InodeRecord& r = inode->rec;
   bool grew = end > r.size;
@@ -317,21 +323,34 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
 // ---- durability --------------------------------------------------------------------
 
 Status Vfs::Fsync(uint64_t ino, bool datasync) {
-  (void)datasync;  // size and mapping changes are metadata fdatasync needs too
+  // Size and mapping changes are metadata fdatasync needs too, so both do
+  // the same; only the statistics tell them apart.
+  stats_.fsync_calls.fetch_add(1, std::memory_order_relaxed);
+  if (datasync) stats_.fdatasync_calls.fetch_add(1, std::memory_order_relaxed);
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
   uint64_t seq;
+  bool work = false;
   {
     std::unique_lock lock(inode->mu);
+    work = inode->dirty != nullptr && !inode->dirty->empty();
     NSF_RETURN_IF_ERROR(PersistDirtyData(inode.get()));
-    if (inode->attr_needs_sync) NSF_RETURN_IF_ERROR(Commit(Transaction{}, {inode.get()}, false));
+    if (inode->attr_needs_sync) {
+      work = true;
+      NSF_RETURN_IF_ERROR(Commit(Transaction{}, {inode.get()}, false));
+    }
     seq = inode->last_seq;
   }
   // Group commit: the wait shares one log persist with concurrent fsyncs.
-  if (seq > volume_->durable_seq()) NSF_RETURN_IF_ERROR(volume_->WaitDurable(seq));
+  if (seq > volume_->durable_seq()) {
+    work = true;
+    NSF_RETURN_IF_ERROR(volume_->WaitDurable(seq));
+  }
+  if (!work) stats_.fsync_no_media_work.fetch_add(1, std::memory_order_relaxed);
   return Status::Ok();
 }
 
 Status Vfs::Fsyncdir(uint64_t ino) {
+  stats_.fsyncdir_calls.fetch_add(1, std::memory_order_relaxed);
   NSF_ASSIGN_OR_RETURN(InodeRef dir, Get(ino));
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
   // syncfs(2) never reaches a FUSE daemon (the kernel forwards FUSE_SYNCFS

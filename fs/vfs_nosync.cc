@@ -21,12 +21,43 @@ namespace {
 
 constexpr char kNosync[] = "user.nosync";
 constexpr char kNosyncExtents[] = "user.nosync.extents";
+// user.nosync.extents@OFFSET: the page of the listing from file offset
+// OFFSET (docs/semantics.md, "Listing the extent map").
+constexpr std::string_view kNosyncExtentsPage = "user.nosync.extents@";
 constexpr size_t kMaxXattrReply = 65536;  // the kernel's XATTR_SIZE_MAX
+// A page of the extent listing is at most this long, continuation line
+// included: half of what one xattr value can be, so that a reader with a
+// 64 KiB buffer never meets ERANGE, even if a page grows between its size
+// query and its read.
+constexpr size_t kExtentsPageBytes = 32768;
+// Room kept for the continuation line: "more " + 20 digits + "\n".
+constexpr size_t kMoreLineBytes = 26;
+
+// The file offset a user.nosync.extents name asks for: 0 for the plain
+// name, OFFSET for user.nosync.extents@OFFSET (decimal digits only, at most
+// the largest file size). EINVAL for anything else after the '@'.
+Result<uint64_t> ExtentsPageOffset(std::string_view name) {
+  if (name == kNosyncExtents) return uint64_t{0};
+  std::string_view digits = name.substr(kNosyncExtentsPage.size());
+  if (digits.empty() || digits.size() > 19) {
+    return Status::Error(EINVAL, "user.nosync.extents@OFFSET needs a decimal byte offset");
+  }
+  uint64_t off = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') {
+      return Status::Error(EINVAL, "user.nosync.extents@OFFSET needs a decimal byte offset");
+    }
+    off = off * 10 + static_cast<uint64_t>(c - '0');  // 19 digits cannot overflow
+  }
+  if (off > kMaxFileSize) return Status::Error(EINVAL, "extent listing offset past any file");
+  return off;
+}
 
 }  // namespace
 
 bool Vfs::IsNosyncXattr(std::string_view name) {
-  return name == kNosync || name == kNosyncExtents;
+  return name == kNosync || name == kNosyncExtents ||
+         name.substr(0, kNosyncExtentsPage.size()) == kNosyncExtentsPage;
 }
 
 Vfs::BlockRanges Vfs::NosyncBlocks(const Inode& inode) const {
@@ -93,28 +124,46 @@ Status Vfs::ClearNosyncLocked(Inode* inode) {
 }
 
 Result<std::string> Vfs::GetNosyncLocked(Inode* inode, std::string_view name) {
-  if (!inode->is_reg()) return Status::Error(ENODATA, "no such xattr");
-  std::string text;
-  if (name == kNosync) {
-    std::vector<ByteRange> ranges;
-    for (auto [first, count] : NosyncBlocks(*inode)) {
-      ranges.push_back({first * bs_, (first + count) * bs_});
-    }
-    if (ranges.empty()) return Status::Error(ENODATA, "user.nosync is not set");
-    text = FormatNosyncRanges(ranges);
-  } else {
-    // One line per extent: logical offset, length, device offset (bytes), flags.
-    const Superblock& sb = volume_->superblock();
-    for (const auto& [lblk, e] : inode->extents().extents()) {
-      char line[128];
-      std::snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu64 " %" PRIu64 " %s\n",
-                    e.lblk * bs_, e.len * bs_, sb.BlockOffset(e.pblk),
-                    (e.flags & kExtentNoFsync) ? "nf" : "-");
-      text += line;
-    }
+  if (name != kNosync) {
+    // A malformed page name is EINVAL whatever the file is.
+    NSF_ASSIGN_OR_RETURN(uint64_t off, ExtentsPageOffset(name));
+    if (!inode->is_reg()) return Status::Error(ENODATA, "no such xattr");
+    return ExtentsPageLocked(*inode, off);
   }
+  if (!inode->is_reg()) return Status::Error(ENODATA, "no such xattr");
+  std::vector<ByteRange> ranges;
+  for (auto [first, count] : NosyncBlocks(*inode)) {
+    ranges.push_back({first * bs_, (first + count) * bs_});
+  }
+  if (ranges.empty()) return Status::Error(ENODATA, "user.nosync is not set");
+  std::string text = FormatNosyncRanges(ranges);
   if (text.size() > kMaxXattrReply) {
-    return Status::Error(E2BIG, std::string(name) + " is longer than an xattr value can be");
+    return Status::Error(E2BIG, "user.nosync is longer than an xattr value can be");
+  }
+  return text;
+}
+
+std::string Vfs::ExtentsPageLocked(const Inode& inode, uint64_t off) const {
+  // One line per extent: logical offset, length, device offset (bytes),
+  // flags; from the extent that holds `off`, or the first after it.
+  const Superblock& sb = volume_->superblock();
+  const auto& extents = inode.extents().extents();
+  const uint64_t lblk = off / bs_;
+  auto it = extents.upper_bound(lblk);
+  if (it != extents.begin() && std::prev(it)->second.lend() > lblk) --it;
+  std::string text;
+  for (; it != extents.end(); ++it) {
+    const Extent& e = it->second;
+    char line[96];
+    int n = std::snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu64 " %" PRIu64 " %s\n",
+                          e.lblk * bs_, e.len * bs_, sb.BlockOffset(e.pblk),
+                          (e.flags & kExtentNoFsync) ? "nf" : "-");
+    if (text.size() + static_cast<size_t>(n) + kMoreLineBytes > kExtentsPageBytes) {
+      // The rest is another page's, from this extent on.
+      text += "more " + std::to_string(e.lblk * bs_) + "\n";
+      break;
+    }
+    text.append(line, static_cast<size_t>(n));
   }
   return text;
 }

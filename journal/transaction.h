@@ -25,11 +25,16 @@ struct Transaction {
   // the same batch, so both stay exact across crashes.
   uint32_t created_inodes = 0;
   uint32_t deleted_inodes = 0;
+  // NF blocks its extent changes add (or, negative, remove): the Volume
+  // keeps the file system's NF total (Volume::nf_blocks) by it.
+  int64_t nf_blocks_delta = 0;
 
   void PutInode(const InodeRecord& r) { batch.Put(keys::Inode(r.ino), r.Encode()); }
 
-  // Records every extent `map` changed since its last TakeChanges().
+  // Records every extent `map` changed since its last TakeChanges(), and
+  // what that did to its NF blocks.
   void PutExtentChanges(uint64_t ino, ExtentMap& map) {
+    nf_blocks_delta += map.TakeNfBlocksDelta();
     for (auto& [lblk, extent] : map.TakeChanges()) {
       if (extent) {
         batch.Put(keys::Extent(ino, lblk), EncodeExtentValue(*extent));

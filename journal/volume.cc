@@ -385,6 +385,7 @@ Status Volume::RebuildAllocator() {
     return true;
   }));
   NSF_RETURN_IF_ERROR(inner);
+  uint64_t nf_blocks = 0;
   NSF_RETURN_IF_ERROR(store_->Scan(keys::kExtentPrefixAll, "", [&](std::string_view k,
                                                                    std::string_view v) {
     auto e = DecodeExtent(k, v);
@@ -410,6 +411,7 @@ Status Volume::RebuildAllocator() {
       }
       return inner.ok();
     };
+    if (e->flags & kExtentNoFsync) nf_blocks += e->len;
     for (const BlockRun& shared : refs_.Shared({e->pblk, e->len}, UINT64_MAX)) {
       if (!mark(pos, shared.start)) return false;
       pos = shared.end();
@@ -417,6 +419,7 @@ Status Volume::RebuildAllocator() {
     return mark(pos, end);
   }));
   any_shared_.store(!refs_.empty(), std::memory_order_release);
+  nf_blocks_.store(nf_blocks, std::memory_order_relaxed);
   return inner;
 }
 
@@ -518,6 +521,7 @@ Result<uint64_t> Volume::Commit(Transaction&& txn, bool durable) {
       CrashPoint("volume.commit.applied");
       inode_count_.fetch_add(txn.created_inodes);
       inode_count_.fetch_sub(txn.deleted_inodes);
+      nf_blocks_.fetch_add(static_cast<uint64_t>(txn.nf_blocks_delta), std::memory_order_relaxed);
       for (const BlockRun& r : to_free) allocator_->FreeAfter(seq, r);
       break;
     }
@@ -556,7 +560,11 @@ Status Volume::WaitDurable(uint64_t seq) {
     sync_lock.lock();
     if (st.ok()) {
       std::lock_guard lock(mu_);
-      if (pending.len > 0) log_->MarkPersisted(pending);
+      if (pending.len > 0) {
+        uint64_t before = log_->durable_seq();
+        log_->MarkPersisted(pending);
+        log_transactions_.fetch_add(log_->durable_seq() - before, std::memory_order_relaxed);
+      }
       allocator_->ReleaseUpTo(log_->durable_seq());
       durable_seq_.store(log_->durable_seq(), std::memory_order_release);
     }

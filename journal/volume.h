@@ -174,8 +174,20 @@ class Volume {
   // commit of `txn` records the counter and the inode count.
   uint64_t NextInodeNumber(Transaction* txn);
 
-  // Log persists so far, for tests of group commit.
+  // Statistics since Open (relaxed counters; each is exact once the
+  // operations it counts have returned):
+  // Log persists: each makes every transaction appended before it durable
+  // (group commit).
   uint64_t log_persists() const { return log_persists_.load(std::memory_order_relaxed); }
+  // Transactions that log persists made durable (a checkpoint's flush,
+  // which also makes them durable, does not count).
+  uint64_t log_transactions() const {
+    return log_transactions_.load(std::memory_order_relaxed);
+  }
+  // Blocks of all files mapped with the NF flag, as of the last commit:
+  // counted by the extent scan in Open, then kept by each commit's
+  // Transaction::nf_blocks_delta.
+  uint64_t nf_blocks() const { return nf_blocks_.load(std::memory_order_relaxed); }
 
  private:
   Volume() = default;
@@ -186,7 +198,8 @@ class Volume {
   Status CheckStoreNotOlder(uint64_t applied) const;
   // EROFS if read-only.
   Status CheckWritable() const;
-  // Loads the reference counts and marks every mapped block used.
+  // Loads the reference counts, marks every mapped block used and counts
+  // the NF blocks (nf_blocks_).
   Status RebuildAllocator();
   // Counts the references `txn` adds and drops into its batch (under mu_);
   // returns the runs to free.
@@ -227,6 +240,8 @@ class Volume {
   std::atomic<uint64_t> inode_count_{0};
   std::atomic<uint64_t> durable_seq_{0};
   std::atomic<uint64_t> log_persists_{0};
+  std::atomic<uint64_t> log_transactions_{0};
+  std::atomic<uint64_t> nf_blocks_{0};
   std::atomic<uint64_t> next_intent_{1};
   // Set once Open has fully succeeded: only then may the destructor
   // checkpoint. A half-open volume (failed recovery) must leave the store

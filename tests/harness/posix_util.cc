@@ -176,26 +176,40 @@ void SyncWholeFs(const std::string& dir) {
   REQUIRE(ErrnoOf(::fsync(fd.get())) == 0);
 }
 
-std::map<std::string, uint64_t> MountStats(const std::string& mountpoint) {
+std::map<std::string, std::string> MountStatsText(const std::string& mountpoint) {
   std::string buf(1 << 16, '\0');
   ssize_t n = ::getxattr(mountpoint.c_str(), "user.nosyncfs.stats", buf.data(), buf.size());
   INFO("getxattr user.nosyncfs.stats on " << mountpoint << ": " << ErrnoName(errno));
   REQUIRE(n >= 0);
-  std::map<std::string, uint64_t> stats;
+  std::map<std::string, std::string> stats;
   std::istringstream in(buf.substr(0, static_cast<size_t>(n)));
-  std::string name;
-  uint64_t value;
-  while (in >> name >> value) stats[name] = value;
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t sp = line.find(' ');
+    INFO("stats line: " << line);
+    REQUIRE(sp != std::string::npos);
+    REQUIRE(sp > 0);
+    REQUIRE(sp + 1 < line.size());
+    REQUIRE(stats.count(line.substr(0, sp)) == 0);
+    stats[line.substr(0, sp)] = line.substr(sp + 1);
+  }
+  return stats;
+}
+
+std::map<std::string, uint64_t> MountStats(const std::string& mountpoint) {
+  std::map<std::string, uint64_t> stats;
+  for (const auto& [key, text] : MountStatsText(mountpoint)) {
+    bool integer =
+        std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (integer) stats[key] = std::stoull(text);
+  }
   return stats;
 }
 
 uint64_t RequestCount(const std::map<std::string, uint64_t>& stats) {
   uint64_t total = 0;
   for (const auto& [name, value] : stats) {
-    bool opcode = std::all_of(name.begin(), name.end(),
-                              [](char c) { return (c >= 'A' && c <= 'Z') || c == '_' ||
-                                                  (c >= '0' && c <= '9'); });
-    if (opcode) total += value;
+    if (name.rfind("requests_", 0) == 0) total += value;
   }
   return total;
 }

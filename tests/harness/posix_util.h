@@ -114,11 +114,14 @@ struct statvfs MustStatvfs(const std::string& path);
 void SyncWholeFs(const std::string& dir);
 
 // The daemon's statistics (the user.nosyncfs.stats xattr of the mount's
-// root): FUSE requests by opcode name ("WRITE"), and counters such as
-// "device_persists". Reading them is itself one GETXATTR request, counted
-// in what it returns. REQUIREs that they can be read.
+// root, "key value" lines): FUSE requests by opcode ("requests_write"), and
+// counters such as "device_persists". Reading them is itself one GETXATTR
+// request, counted in what it returns. REQUIREs that they can be read, and
+// that every line is "key value". MountStats keeps the integer values;
+// MountStatsText every value as text.
 std::map<std::string, uint64_t> MountStats(const std::string& mountpoint);
-// The FUSE requests among MountStats (the upper-case names), summed.
+std::map<std::string, std::string> MountStatsText(const std::string& mountpoint);
+// The FUSE requests among MountStats (the requests_* keys), summed.
 uint64_t RequestCount(const std::map<std::string, uint64_t>& stats);
 
 // Names in a directory, without "." and "..", via opendir/readdir.

@@ -32,7 +32,7 @@ std::map<std::string, uint64_t> RequestsForWrites(const TestVolume& vol, int fd,
   std::map<std::string, uint64_t> delta;
   for (const auto& [name, value] : after) delta[name] = value - before[name];
   // The second MountStats is one GETXATTR, counted in its own answer.
-  --delta["GETXATTR"];
+  --delta["requests_getxattr"];
   return delta;
 }
 
@@ -45,20 +45,20 @@ TEST_CASE("a 4 KiB write costs exactly one FUSE request", "[posix][requests]") {
     Fd fd = MustOpen(vol.Path("plain"), O_CREAT | O_RDWR);
     REQUIRE(::ftruncate(fd.get(), (kWrites + 1) * k4K) == 0);
     auto delta = RequestsForWrites(vol, fd.get(), [](int i) { return i * k4K; });
-    CHECK(delta["WRITE"] == kWrites);
+    CHECK(delta["requests_write"] == kWrites);
     CHECK(RequestCount(delta) == kWrites);
   }
   SECTION("appending to an unflagged file") {
     Fd fd = MustOpen(vol.Path("log"), O_CREAT | O_RDWR);
     auto delta = RequestsForWrites(vol, fd.get(), [](int i) { return i * k4K; });
-    CHECK(delta["WRITE"] == kWrites);
+    CHECK(delta["requests_write"] == kWrites);
     CHECK(RequestCount(delta) == kWrites);
   }
   SECTION("into a no-fsync range, durable on return") {
     Fd fd = MustOpen(vol.Path("nf"), O_CREAT | O_RDWR);
     REQUIRE(::fsetxattr(fd.get(), "user.nosync", "0-1M", 4, 0) == 0);
     auto delta = RequestsForWrites(vol, fd.get(), [](int i) { return (i % 200) * k4K; });
-    CHECK(delta["WRITE"] == kWrites);
+    CHECK(delta["requests_write"] == kWrites);
     CHECK(RequestCount(delta) == kWrites);
   }
 }
@@ -74,7 +74,7 @@ TEST_CASE("large I/O travels in 1 MiB requests, reads with 1 MiB readahead", "[p
     auto before = MountStats(vol.mountpoint());
     for (int i = 0; i < kMiBs; ++i) MustPwrite(fd.get(), data.substr(i * k1M, k1M), i * k1M);
     auto after = MountStats(vol.mountpoint());
-    CHECK(after["WRITE"] - before["WRITE"] == kMiBs);
+    CHECK(after["requests_write"] - before["requests_write"] == kMiBs);
   }
   // Opening again drops the file's page cache; reading it in 4 KiB
   // read(2)s then reaches the daemon as readahead, 1 MiB at a time.
@@ -86,7 +86,7 @@ TEST_CASE("large I/O travels in 1 MiB requests, reads with 1 MiB readahead", "[p
   while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
   auto after = MountStats(vol.mountpoint());
   CHECK(FirstMismatch(got, data) == "");
-  uint64_t reads = after["READ"] - before["READ"];
+  uint64_t reads = after["requests_read"] - before["requests_read"];
   INFO("READ requests for " << kMiBs << " MiB read in 4 KiB steps: " << reads);
   // 128 KiB readahead would take 128 requests; a few more than 16 allows
   // for the first, smaller, readahead window.
