@@ -1,7 +1,8 @@
 // Progress: how far a long piece of work (mkfs, fsck, recovery at mount)
 // has come, for the person or program waiting on it.
 //
-// Nothing is shown for work that ends within the first second. After that:
+// Nothing is shown for work that ends within the first second (at once with
+// NSF_PROGRESS_AT_ONCE=1 in the environment, for tests). After that:
 // on a terminal, one bar redrawn in place; elsewhere (a log, a pipe), a
 // "LABEL: N%" line every tenth. fsck -C FD uses the machine-readable form
 // fsck(8) and systemd-fsck read: "PASS DONE TOTAL DEVICE" lines.
@@ -41,10 +42,6 @@ class Progress {
   }
   // Ends the current phase: completes a bar that was shown.
   void Finish();
-
-  // How long a phase stays silent (a second unless changed); zero shows
-  // every phase from its start (tests of the output of a quick run).
-  void set_quiet_start(std::chrono::milliseconds d) { quiet_start_ = d; }
 
  private:
   void Report(uint64_t done);

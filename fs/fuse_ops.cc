@@ -43,6 +43,16 @@ constexpr int kCapFsetid = 4;  // CAP_FSETID, <linux/capability.h>
 FuseContext* ContextOf(fuse_req_t req) { return static_cast<FuseContext*>(fuse_req_userdata(req)); }
 Vfs* VfsOf(fuse_req_t req) { return ContextOf(req)->vfs; }
 
+// A read-only mount: the kernel refuses changes itself (MS_RDONLY), but
+// `mount -o remount,rw` lifts that without a word to the daemon, whose
+// device is mapped read-only. So every request that would change the file
+// system is answered EROFS here, before the Vfs sees it. True if refused.
+bool RefusedReadOnly(fuse_req_t req) {
+  if (!VfsOf(req)->read_only()) return false;
+  fuse_reply_err(req, EROFS);
+  return true;
+}
+
 bool IsReservedXattr(const char* name) {
   return std::strncmp(name, kReservedXattrPrefix, sizeof(kReservedXattrPrefix) - 1) == 0;
 }
@@ -150,6 +160,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 }
 
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  if (RefusedReadOnly(req)) return;
   SetattrRequest s;
   s.set_mode = to_set & FUSE_SET_ATTR_MODE;
   s.set_uid = to_set & FUSE_SET_ATTR_UID;
@@ -180,35 +191,45 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  if (RefusedReadOnly(req)) return;
   ReplyEntry(req, VfsOf(req)->Mknod(parent, name, mode, rdev, CallerOf(req)));
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  if (RefusedReadOnly(req)) return;
   ReplyEntry(req, VfsOf(req)->Mkdir(parent, name, mode, CallerOf(req)));
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (RefusedReadOnly(req)) return;
   ReplyStatus(req, VfsOf(req)->Unlink(parent, name));
 }
 
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (RefusedReadOnly(req)) return;
   ReplyStatus(req, VfsOf(req)->Rmdir(parent, name));
 }
 
 void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  if (RefusedReadOnly(req)) return;
   ReplyEntry(req, VfsOf(req)->Symlink(parent, name, target, CallerOf(req)));
 }
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
               const char* newname, unsigned int flags) {
+  if (RefusedReadOnly(req)) return;
   ReplyStatus(req, VfsOf(req)->Rename(parent, name, newparent, newname, flags));
 }
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  if (RefusedReadOnly(req)) return;
   ReplyEntry(req, VfsOf(req)->Link(ino, newparent, newname));
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) && RefusedReadOnly(req)) {
+    return;
+  }
   Status st = VfsOf(req)->Open(ino, fi->flags & O_TRUNC, CurrentRawRequest().kill_suidgid);
   if (!st.ok()) return ReplyError(req, st);
   fi->keep_cache = 0;
@@ -218,6 +239,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
+  if (RefusedReadOnly(req)) return;
   auto r = CurrentRawRequest().tmpfile
                ? VfsOf(req)->CreateTmpfile(parent, mode, CallerOf(req))
                : VfsOf(req)->Create(parent, name, mode, fi->flags & O_EXCL, fi->flags & O_TRUNC,
@@ -239,6 +261,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
              fuse_file_info*) {
+  if (RefusedReadOnly(req)) return;
   auto r = VfsOf(req)->Write(ino, static_cast<uint64_t>(off), buf, size,
                              CurrentRawRequest().kill_suidgid);
   if (!r.ok()) return ReplyError(req, r.status());
@@ -332,6 +355,7 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
+  if (RefusedReadOnly(req)) return;
   if (IsReservedXattr(name)) return (void)fuse_reply_err(req, EPERM);
   ReplyStatus(req, VfsOf(req)->Setxattr(ino, name, std::string_view(value, size), flags));
 }
@@ -358,12 +382,14 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  if (RefusedReadOnly(req)) return;
   if (IsReservedXattr(name)) return (void)fuse_reply_err(req, EPERM);
   ReplyStatus(req, VfsOf(req)->Removexattr(ino, name));
 }
 
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                  fuse_file_info*) {
+  if (RefusedReadOnly(req)) return;
   if (offset < 0 || length <= 0) return (void)fuse_reply_err(req, EINVAL);
   ReplyStatus(req, VfsOf(req)->Fallocate(ino, mode, static_cast<uint64_t>(offset),
                                          static_cast<uint64_t>(length), CallerLacksFsetid(req)));
@@ -371,6 +397,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
 
 void OpIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_info* fi,
              unsigned flags, const void* in_buf, size_t in_bufsz, size_t) {
+  if (RefusedReadOnly(req)) return;
   if (cmd != NSF_IOC_FALLOCATE || (flags & FUSE_IOCTL_COMPAT)) {
     return (void)fuse_reply_err(req, ENOTTY);
   }
@@ -401,6 +428,7 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
 
 void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*,
                      fuse_ino_t ino_out, off_t off_out, fuse_file_info*, size_t len, int flags) {
+  if (RefusedReadOnly(req)) return;
   if (off_in < 0 || off_out < 0) return (void)fuse_reply_err(req, EINVAL);
   auto r = VfsOf(req)->CopyFileRange(ino_in, static_cast<uint64_t>(off_in), ino_out,
                                      static_cast<uint64_t>(off_out), len,

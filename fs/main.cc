@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "base/crash_point.h"
+#include "base/progress.h"
 #include "extent/device.h"
 #include "fs/fuse_channel.h"
 #include "fs/fuse_ops.h"
@@ -139,7 +140,12 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
     spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e nosyncfs[%P] %l: " + device + ": %v");
   }
   if (mo.debug) spdlog::set_level(spdlog::level::debug);
-  auto volume = Volume::Open(mo.device, mo.volume);
+  // Recovery after a crash may take a while: its progress goes to stderr,
+  // which is still the mount command's until the daemon detaches.
+  Progress progress(Progress::Style::kHuman, STDERR_FILENO, "nosyncfs: " + mo.device + ":");
+  VolumeOptions volume_options = mo.volume;
+  volume_options.progress = &progress;
+  auto volume = Volume::Open(mo.device, volume_options);
   if (!volume.ok()) {
     reporter->Fail(volume.status().message());
     return 1;
@@ -150,9 +156,9 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
                mo.volume.evict_seed != 0
                    ? " with early evictions, seed " + std::to_string(mo.volume.evict_seed)
                    : std::string(),
-               (*volume)->meta_dir(), mo.read_only ? ", read-only" : "");
+               (*volume)->meta_dir(), mo.volume.read_only ? ", read-only" : "");
   Vfs vfs(std::move(volume).value(), mo.vfs);
-  Status st = vfs.Init();
+  Status st = vfs.Init(&progress);
   if (!st.ok()) {
     reporter->Fail(st.message());
     return 1;
@@ -240,16 +246,17 @@ int Main(int argc, char** argv) {
   }
   if (auto existing = FindLiveMount(mo.device)) {
     // Its daemon holds the device: share that mount instead of failing.
-    Status bound = BindExistingMount(*existing, mo.mountpoint);
+    Status bound = BindExistingMount(*existing, mo.mountpoint, mo.volume.read_only);
     if (!bound.ok()) {
       std::fprintf(stderr, "nosyncfs: %s is in use by the nosyncfs mount on %s: %s\n",
-                   mo.device.c_str(), existing->c_str(), bound.message().c_str());
+                   mo.device.c_str(), existing->mount_point.c_str(), bound.message().c_str());
       return 1;
     }
     std::fprintf(stderr,
-                 "nosyncfs: %s is already mounted on %s; %s now shows the same file system, "
+                 "nosyncfs: %s is already mounted on %s; %s now shows the same file system%s, "
                  "served by that mount's daemon\n",
-                 mo.device.c_str(), existing->c_str(), mo.mountpoint.c_str());
+                 mo.device.c_str(), existing->mount_point.c_str(), mo.mountpoint.c_str(),
+                 mo.volume.read_only ? " (read-only)" : "");
     return 0;
   }
   WaitForDeviceLock(mo);

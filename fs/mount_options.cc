@@ -13,8 +13,8 @@ const char kMountUsage[] =
     "usage: nosyncfs DEVICE MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
     "  -f                     stay in the foreground\n"
     "  -d                     debug output and every FUSE request (implies -f)\n"
-    "  -o ro                  the kernel refuses every change (the daemon still\n"
-    "                         recovers DEVICE when it opens it)\n"
+    "  -o ro                  read-only: nothing on DEVICE or in its metadata\n"
+    "                         changes; refused if DEVICE needs recovery\n"
     "  -o debug               debug log lines (to syslog once daemonized)\n"
     "  -o emulate=strict      strict persistence emulation: only persisted data\n"
     "                         reaches DEVICE (for tests and honest demos)\n"
@@ -116,8 +116,11 @@ Status ApplyOption(const std::string& opt, MountOptions* out) {
       return Status::Error(EINVAL, "nf_punch must be split or deny, not '" + value + "'");
     }
   } else if (opt == "ro" || opt == "rw") {
-    out->read_only = opt == "ro";
-    out->fuse_options.push_back(opt);  // the kernel refuses writes too
+    // ro: the volume opens read-only (nothing on the device or in the
+    // store changes; refused while recovery is pending), and the kernel
+    // refuses changes too. The last of ro and rw wins.
+    out->volume.read_only = opt == "ro";
+    out->fuse_options.push_back(opt);
   } else if (opt == "noatime" || opt == "relatime" || opt == "norelatime" ||
              opt == "strictatime") {
     // The daemon keeps atime (VfsOptions::atime); noatime also marks the

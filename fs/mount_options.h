@@ -16,7 +16,6 @@ struct MountOptions {
   bool foreground = false;
   bool debug = false;          // -d or -o debug: debug log lines
   bool trace_requests = false; // -d: libfuse prints every request (foreground)
-  bool read_only = false;      // -o ro (the last of ro/rw wins)
   bool help = false;
   VolumeOptions volume;
   VfsOptions vfs;

@@ -13,14 +13,23 @@
 
 namespace nosyncfs {
 
-// The mount point of a live nosyncfs mount of `device` (compared by real
-// path with the mount's source), or nullopt. Live: the mount answers a stat
-// as the same file system (a mount whose daemon died does not).
-std::optional<std::string> FindLiveMount(const std::string& device);
+struct LiveMount {
+  std::string mount_point;
+  bool read_only = false;  // its daemon opened the volume read-only
+};
 
-// Binds `existing` (from FindLiveMount) onto `mountpoint`. Refuses a mount
-// point that already is that mount (EBUSY) and callers without the right
-// to mount (EPERM: bind mounts need CAP_SYS_ADMIN).
-Status BindExistingMount(const std::string& existing, const std::string& mountpoint);
+// A live nosyncfs mount of `device` (compared by real path with the
+// mount's source), or nullopt. Live: the mount answers a stat as the same
+// file system (a mount whose daemon died does not).
+std::optional<LiveMount> FindLiveMount(const std::string& device);
+
+// Binds `existing` (from FindLiveMount) onto `mountpoint`; with
+// `read_only`, the new mount point is read-only (as a read-only mount of a
+// block device mounted read-write elsewhere is). Refuses, with EBUSY, a
+// mount point that already is that mount, and a read-write mount of a
+// volume its daemon opened read-only (as the kernel refuses a read-write
+// mount of a block device mounted read-only); EPERM for callers without the
+// right to mount (bind mounts need CAP_SYS_ADMIN).
+Status BindExistingMount(const LiveMount& existing, const std::string& mountpoint, bool read_only);
 
 }  // namespace nosyncfs

@@ -96,7 +96,7 @@ Vfs::~Vfs() {
   if (!st.ok()) spdlog::error("shutdown: {}", st.ToString());
 }
 
-Status Vfs::Init() {
+Status Vfs::Init(Progress* progress) {
   NSF_ASSIGN_OR_RETURN(root_, Get(kRootIno));
   std::vector<uint64_t> orphans;
   NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::kOrphanPrefix, "",
@@ -104,13 +104,18 @@ Status Vfs::Init() {
                                               orphans.push_back(keys::InoOf(k));
                                               return true;
                                             }));
-  for (uint64_t ino : orphans) {
-    NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
+  if (progress != nullptr && !orphans.empty()) {
+    progress->Begin(orphans.size(), 1, "freeing orphan inodes");
+  }
+  for (size_t i = 0; i < orphans.size(); ++i) {
+    NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(orphans[i]));
     std::unique_lock lock(inode->mu);
     Transaction txn;
     NSF_RETURN_IF_ERROR(DestroyInode(&txn, inode.get()));
     NSF_RETURN_IF_ERROR(volume_->Commit(std::move(txn), /*durable=*/false).status());
+    if (progress != nullptr) progress->Update(i + 1);
   }
+  if (progress != nullptr) progress->Finish();
   if (!orphans.empty()) {
     spdlog::info("freed {} orphan inodes (unlinked while open, or O_TMPFILE never linked)",
                  orphans.size());
@@ -136,7 +141,7 @@ Status Vfs::Shutdown() {
     note(DestroyInode(&txn, inode.get()));
     note(volume_->Commit(std::move(txn), false).status());
   }
-  note(volume_->Checkpoint());
+  if (!read_only()) note(volume_->Checkpoint());
   shut_down_ = true;
   return first;
 }

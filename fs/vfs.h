@@ -125,11 +125,20 @@ class Vfs {
   ~Vfs();
 
   // Caches the root and finishes what a crash left: frees unlinked-while-
-  // open (orphan) inodes. Call once, before anything else.
-  Status Init();
+  // open (orphan) inodes, reporting to `progress` if given (phase "freeing
+  // orphan inodes"). Call once, before anything else.
+  Status Init(Progress* progress = nullptr);
   // Persists all pending data and metadata and checkpoints. Idempotent.
   // Call when no other method runs any more.
   Status Shutdown();
+
+  // On a read-only volume (VolumeOptions::read_only, mount -o ro) the Vfs
+  // itself changes nothing: no atime updates, no orphan pass (the volume
+  // refuses to open with orphans to free), no checkpoint at shutdown. The
+  // requests that would change the file system are refused with EROFS
+  // before they reach the Vfs (fuse_ops.cc): the device is mapped
+  // read-only, so a store into it would fault.
+  bool read_only() const { return volume_->read_only(); }
 
   // "." and ".." are not entries here: the kernel asks for them to turn a
   // file handle into an inode it has forgotten (export support), so they

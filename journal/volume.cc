@@ -159,7 +159,7 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
     v->open_complete_ = true;
     return v;
   }
-  NSF_RETURN_IF_ERROR(v->Recover());
+  NSF_RETURN_IF_ERROR(v->Recover(options.progress));
   NSF_RETURN_IF_ERROR(v->RebuildAllocator());
   NSF_RETURN_IF_ERROR(v->LoadCounters());
   v->durable_seq_.store(v->log_->durable_seq());
@@ -331,9 +331,19 @@ Status Volume::LoadCounters() {
   return Status::Ok();
 }
 
-Status Volume::Recover() {
+Status Volume::Recover(Progress* progress) {
   NSF_ASSIGN_OR_RETURN(AppliedRecord applied_record, ReadApplied());
   const uint64_t applied = applied_record.seq;
+  if (progress != nullptr) {
+    // The replay's length, for its progress: a first scan only reads the
+    // log (checksums at memory speed); applying each record is the work.
+    uint64_t to_replay = 0;
+    NSF_RETURN_IF_ERROR(log_->Open([&](uint64_t seq, std::string_view) {
+                              if (seq > applied) ++to_replay;
+                              return Status::Ok();
+                            }).WithContext("recovery"));
+    progress->Begin(to_replay, 1, "replaying the log");
+  }
   uint64_t replayed = 0, first = 0;
   Status st = log_->Open([&](uint64_t seq, std::string_view payload) -> Status {
     if (seq <= applied) return Status::Ok();
@@ -341,8 +351,10 @@ Status Volume::Recover() {
     NSF_RETURN_IF_ERROR(store_->Apply(batch).WithContext("replay of transaction " +
                                                          std::to_string(seq)));
     if (replayed++ == 0) first = seq;
+    if (progress != nullptr) progress->Update(replayed);
     return Status::Ok();
   });
+  if (progress != nullptr) progress->Finish();
   NSF_RETURN_IF_ERROR(st.WithContext("recovery"));
   NSF_RETURN_IF_ERROR(CheckStoreNotOlder(applied));
   if (replayed > 0) {

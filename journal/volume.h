@@ -26,6 +26,7 @@
 #include <mutex>
 #include <string>
 
+#include "base/progress.h"
 #include "base/status.h"
 #include "extent/allocator.h"
 #include "extent/device.h"
@@ -78,6 +79,9 @@ struct VolumeOptions {
   // such a volume; orphans are valid state, freed by the next writable
   // mount). A read-only mount must not set it: it could not free them.
   bool tolerate_orphans = false;
+  // Where recovery reports the progress of a log replay (phase "replaying
+  // the log"), or nullptr. Must outlive Open.
+  Progress* progress = nullptr;
 };
 
 class Volume {
@@ -191,7 +195,7 @@ class Volume {
 
  private:
   Volume() = default;
-  Status Recover();
+  Status Recover(Progress* progress);
   // Read-only open: EROFS naming what recovery would do, if anything.
   Status CheckNothingToRecover(const std::string& device_path, bool tolerate_orphans);
   // EUCLEAN if the store is older than the log's epoch.

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -307,6 +309,35 @@ int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn,
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return kRunAsFailed;
   return result;
+}
+
+std::map<std::string, size_t> SnapshotFiles(const std::vector<std::string>& paths) {
+  namespace fs = std::filesystem;
+  std::map<std::string, size_t> files;
+  auto add = [&](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    files[path] = std::hash<std::string>()(bytes.str());
+  };
+  for (const std::string& top : paths) {
+    const struct stat top_st = MustStat(top);
+    if (!S_ISDIR(top_st.st_mode)) {
+      add(top);
+      continue;
+    }
+    for (auto it = fs::recursive_directory_iterator(top); it != fs::recursive_directory_iterator();
+         ++it) {
+      struct stat st;
+      if (::lstat(it->path().c_str(), &st) != 0) continue;
+      if (st.st_dev != top_st.st_dev) {  // a mount point: not ours to read
+        if (S_ISDIR(st.st_mode)) it.disable_recursion_pending();
+        continue;
+      }
+      if (S_ISREG(st.st_mode)) add(it->path().string());
+    }
+  }
+  return files;
 }
 
 }  // namespace nosyncfs::test

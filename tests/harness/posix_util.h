@@ -124,8 +124,23 @@ std::map<std::string, std::string> MountStatsText(const std::string& mountpoint)
 // The FUSE requests among MountStats (the requests_* keys), summed.
 uint64_t RequestCount(const std::map<std::string, uint64_t>& stats);
 
+// Whether `text` contains `part`.
+inline bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+// Whether the comma-separated option list `options` (a mount's) has `name`.
+inline bool HasOption(const std::string& options, const std::string& name) {
+  return ("," + options + ",").find("," + name + ",") != std::string::npos;
+}
+
 // Names in a directory, without "." and "..", via opendir/readdir.
 std::set<std::string> ListDir(const std::string& path);
+
+// Every regular file among `paths` and under those that are directories,
+// by path, with a hash of its bytes: equal snapshots mean nothing was
+// written, created or removed (to show that a read-only open or fsck -n
+// changed nothing). Skips anything mounted below a directory.
+std::map<std::string, size_t> SnapshotFiles(const std::vector<std::string>& paths);
 
 // Polls `done` every `interval` until it returns true or `timeout` passes.
 // Returns the last result. For effects that the kernel delivers

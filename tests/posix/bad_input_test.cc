@@ -61,7 +61,7 @@ std::string Lower(std::string s) {
   return s;
 }
 
-bool Contains(const std::string& text, const std::string& part) {
+bool ContainsIgnoringCase(const std::string& text, const std::string& part) {
   return Lower(text).find(Lower(part)) != std::string::npos;
 }
 
@@ -79,7 +79,7 @@ void ExpectMountFails(const std::string& image, const std::string& mountpoint,
     CommandResult r = TestVolume::RunDaemon(args, std::chrono::seconds(30));
     INFO((foreground ? "nosyncfs -f: " : "nosyncfs (daemonizing): ") << r.Describe());
     CHECK(r.exit_status == 1);
-    CHECK(Contains(r.err, expected));
+    CHECK(ContainsIgnoringCase(r.err, expected));
     if (!foreground) {
       // The contract: one line, "nosyncfs: ...".
       CHECK(Lines(r.err) == 1);
@@ -97,7 +97,7 @@ void ExpectMkfsFails(const std::vector<std::string>& args, const std::string& ex
   INFO("mkfs.nosyncfs: " << r.Describe());
   CHECK(r.exit_status == 1);
   CHECK(Lines(r.err) == 1);
-  if (!expected.empty()) CHECK(Contains(r.err, expected));
+  if (!expected.empty()) CHECK(ContainsIgnoringCase(r.err, expected));
 }
 
 // The image mounts and holds `file` with `content` (checked through the
@@ -331,8 +331,8 @@ TEST_CASE("mount refuses a device that another process holds", "[posix][badinput
     CHECK(r.exit_status == 1);
     CHECK(std::chrono::steady_clock::now() - start >= std::chrono::seconds(1));
     CHECK(Lines(r.err) == 2);
-    CHECK(Contains(r.err, "waiting up to 1 s"));
-    CHECK(Contains(r.err, "in use"));
+    CHECK(ContainsIgnoringCase(r.err, "waiting up to 1 s"));
+    CHECK(ContainsIgnoringCase(r.err, "in use"));
   }
   CHECK(MountedFsType(vol.mountpoint()) == std::nullopt);
   holder = Fd();
@@ -342,7 +342,7 @@ TEST_CASE("mount refuses a device that another process holds", "[posix][badinput
   CommandResult again = TestVolume::RunDaemon({vol.image(), vol.mountpoint()});
   INFO(again.Describe());
   CHECK(again.exit_status == 1);
-  CHECK(Contains(again.err, "already mounted on"));
+  CHECK(ContainsIgnoringCase(again.err, "already mounted on"));
   CHECK(Lines(again.err) == 1);
   CHECK(ReadFile(vol.Path("f")) == "first mount");
   vol.Remount();

@@ -124,10 +124,6 @@ class Store {
   std::unique_ptr<MetaStore> store_;
 };
 
-bool Has(const std::string& text, const std::string& what) {
-  return text.find(what) != std::string::npos;
-}
-
 // A volume with files to damage and to read back afterwards.
 struct Files {
   std::string keep = Pattern(71, 30000);
@@ -159,26 +155,26 @@ void ExpectRepair(const TestVolume& v, const std::string& flag, const std::strin
   CommandResult n = Fsck(v, {"-n"});
   INFO("fsck -n: " << n.Describe() << "\n" << n.out);
   CHECK(n.exit_status == 4);
-  CHECK(Has(n.out, "problem: "));
-  CHECK(Has(n.out, problem));
+  CHECK(Contains(n.out, "problem: "));
+  CHECK(Contains(n.out, problem));
   CHECK(Snapshot(v) == before);
   if (flag == "-y") {
     // Not safe without a human: -p leaves it, and says what would.
     CommandResult p = Fsck(v, {"-p"});
     INFO("fsck -p: " << p.Describe() << "\n" << p.out);
     CHECK(p.exit_status == 4);
-    CHECK(Has(p.err, "UNEXPECTED INCONSISTENCY; run fsck.nosyncfs -y " + v.image() + " manually"));
+    CHECK(Contains(p.err, "UNEXPECTED INCONSISTENCY; run fsck.nosyncfs -y " + v.image() + " manually"));
     CHECK(std::count(p.err.begin(), p.err.end(), '\n') == 1);
   }
   CommandResult r = Fsck(v, {flag});
   INFO("fsck " << flag << ": " << r.Describe() << "\n" << r.out);
   CHECK(r.exit_status == 1);
-  CHECK(Has(r.out, "repaired: " + repair));
-  CHECK(Has(r.out, ": clean"));
+  CHECK(Contains(r.out, "repaired: " + repair));
+  CHECK(Contains(r.out, ": clean"));
   CommandResult again = Fsck(v, {"-f"});
   INFO("second fsck: " << again.Describe() << "\n" << again.out);
   CHECK(again.exit_status == 0);
-  CHECK(Has(again.out, ": clean"));
+  CHECK(Contains(again.out, ": clean"));
   CHECK(Fsck(v, {"-n"}).exit_status == 0);
 }
 
@@ -225,7 +221,7 @@ TEST_CASE("fsck.nosyncfs -p repairs the safe kinds of damage", "[posix][fsck]") 
     CommandResult mount = TestVolume::RunDaemon({v.image(), v.mountpoint()});
     INFO(mount.Describe());
     CHECK(mount.exit_status != 0);
-    CHECK(Has(mount.err, "no inode 4242"));
+    CHECK(Contains(mount.err, "no inode 4242"));
     CHECK_FALSE(IsMounted(v.mountpoint()));
     ExpectRepair(v, "-p", "orphan record for missing inode 4242",
                  "dropped the orphan record of missing inode 4242");
@@ -453,7 +449,7 @@ TEST_CASE("fsck.nosyncfs: options and exit codes as fsck(8) expects", "[posix][f
       CommandResult r = RunCommand(argv);
       INFO(r.Describe());
       CHECK(r.exit_status == 16);
-      CHECK(Has(r.err, "usage: fsck.nosyncfs"));
+      CHECK(Contains(r.err, "usage: fsck.nosyncfs"));
       CHECK(r.out.empty());
     }
   }
@@ -466,7 +462,7 @@ TEST_CASE("fsck.nosyncfs: options and exit codes as fsck(8) expects", "[posix][f
       CommandResult r = RunCommand(argv);
       INFO(r.Describe());
       CHECK(r.exit_status == 0);
-      CHECK(Has(r.out, ": clean"));
+      CHECK(Contains(r.out, ": clean"));
     }
   }
   SECTION("operational errors exit 8 with one line on stderr") {
@@ -474,7 +470,7 @@ TEST_CASE("fsck.nosyncfs: options and exit codes as fsck(8) expects", "[posix][f
     { std::ofstream(zeros) << std::string(1 << 20, '\0'); }
     CommandResult not_ours = RunCommand({fsck, "-n", zeros});
     CHECK(not_ours.exit_status == 8);
-    CHECK(Has(not_ours.err, "not a nosyncfs device"));
+    CHECK(Contains(not_ours.err, "not a nosyncfs device"));
     CHECK(std::count(not_ours.err.begin(), not_ours.err.end(), '\n') == 1);
     CHECK(RunCommand({fsck, "-p", zeros}).exit_status == 8);
     CommandResult missing = RunCommand({fsck, v.TempPath("nothing-here")});
@@ -483,7 +479,7 @@ TEST_CASE("fsck.nosyncfs: options and exit codes as fsck(8) expects", "[posix][f
     v.Mount();
     CommandResult busy = RunCommand({fsck, "-n", v.image()});
     CHECK(busy.exit_status == 8);
-    CHECK(Has(busy.err, "in use"));
+    CHECK(Contains(busy.err, "in use"));
     v.Unmount();
   }
   SECTION("-C FD writes PASS DONE TOTAL DEVICE lines, -C 0 a human form on stdout") {
@@ -498,7 +494,7 @@ TEST_CASE("fsck.nosyncfs: options and exit codes as fsck(8) expects", "[posix][f
     std::set<std::string> passes;
     int progress_lines = 0;
     for (std::string l; std::getline(lines, l);) {
-      if (Has(l, ": clean")) continue;
+      if (Contains(l, ": clean")) continue;
       CHECK(std::regex_match(l, line));
       passes.insert(l.substr(0, 1));
       ++progress_lines;
@@ -508,11 +504,11 @@ TEST_CASE("fsck.nosyncfs: options and exit codes as fsck(8) expects", "[posix][f
     CHECK(passes.count("5") == 1);
     CommandResult human = RunCommand({"env", "NSF_PROGRESS_AT_ONCE=1", fsck, "-C0", v.image()});
     CHECK(human.exit_status == 0);
-    CHECK(Has(human.out, v.image() + " pass 1, inodes: 100%"));
+    CHECK(Contains(human.out, v.image() + " pass 1, inodes: 100%"));
     // Without -C, the same goes to stderr.
     CommandResult plain = RunCommand({"env", "NSF_PROGRESS_AT_ONCE=1", fsck, v.image()});
-    CHECK(Has(plain.err, v.image() + " pass 1, inodes: 100%"));
-    CHECK_FALSE(Has(plain.out, "pass 1"));
+    CHECK(Contains(plain.err, v.image() + " pass 1, inodes: 100%"));
+    CHECK_FALSE(Contains(plain.out, "pass 1"));
   }
   SECTION("without a repair option, problems are reported and left (exit 4)") {
     {
@@ -524,8 +520,8 @@ TEST_CASE("fsck.nosyncfs: options and exit codes as fsck(8) expects", "[posix][f
     CommandResult r = Fsck(v, {});
     INFO(r.Describe() << "\n" << r.out);
     CHECK(r.exit_status == 4);
-    CHECK(Has(r.out, "problem: inode 1 (directory): link count 9"));
-    CHECK(Has(r.err, "fsck.nosyncfs -p repairs the safe ones, -y all it can"));
+    CHECK(Contains(r.out, "problem: inode 1 (directory): link count 9"));
+    CHECK(Contains(r.err, "fsck.nosyncfs -p repairs the safe ones, -y all it can"));
     CHECK(Fsck(v, {}).exit_status == 4);  // still there
     CHECK(Fsck(v, {"-p"}).exit_status == 1);
     CHECK(Fsck(v, {}).exit_status == 0);
@@ -548,19 +544,19 @@ TEST_CASE("fsck.nosyncfs -n after a kill -9: the pending recovery is the problem
   CommandResult n = Fsck(v, {"-n"});
   INFO(n.Describe() << "\n" << n.out);
   CHECK(n.exit_status == 4);
-  CHECK(Has(n.out, "problem: " + v.image() + " needs recovery (log replay of "));
+  CHECK(Contains(n.out, "problem: " + v.image() + " needs recovery (log replay of "));
   CHECK(Snapshot(v) == before);
   // Recovery (as a mount does) leaves the orphan for the mount: noted.
   CommandResult plain = Fsck(v, {});
   INFO(plain.Describe() << "\n" << plain.out);
   CHECK(plain.exit_status == 0);
-  CHECK(Has(plain.out, "note: 1 orphan inode not freed yet"));
+  CHECK(Contains(plain.out, "note: 1 orphan inode not freed yet"));
   // Now -n can check, and counts the orphan as left to do.
   CHECK(Fsck(v, {"-n"}).exit_status == 4);
   CommandResult p = Fsck(v, {"-p"});
   INFO(p.Describe() << "\n" << p.out);
   CHECK(p.exit_status == 1);
-  CHECK(Has(p.out, "repaired: freed orphan inode"));
+  CHECK(Contains(p.out, "repaired: freed orphan inode"));
   CHECK(Fsck(v, {"-n"}).exit_status == 0);
   v.Mount();
   CHECK(ReadFile(v.Path("f")) == Pattern(9, 10000));

@@ -19,10 +19,6 @@
 namespace nosyncfs::test {
 namespace {
 
-bool HasOption(const std::string& options, const std::string& name) {
-  return ("," + options + ",").find("," + name + ",") != std::string::npos;
-}
-
 TEST_CASE("the mount is fuse.nosyncfs with default_permissions and allow_other",
           "[posix][mount]") {
   TestVolume vol;

@@ -7,39 +7,20 @@
 
 #include <catch2/catch.hpp>
 
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 
 #include "journal/checker.h"
 #include "journal/in_place_work.h"
 #include "journal/schema.h"
+#include "tests/harness/posix_util.h"
 #include "tests/harness/volume_fixture.h"
 
 namespace nosyncfs::test {
 namespace {
 
-namespace fs = std::filesystem;
-
-std::string FileBytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-// Every regular file under the fixture's directory (the image and the
-// metadata store's files), by path, with its bytes hashed.
-std::map<std::string, size_t> Snapshot(const VolumeFixture& fx) {
-  std::map<std::string, size_t> files;
-  for (const auto& e : fs::recursive_directory_iterator(fx.dir())) {
-    if (!e.is_regular_file()) continue;
-    files[e.path().string()] = std::hash<std::string>()(FileBytes(e.path()));
-  }
-  return files;
-}
+// The image and the metadata store's files, hashed.
+std::map<std::string, size_t> Snapshot(const VolumeFixture& fx) { return SnapshotFiles({fx.dir()}); }
 
 VolumeOptions ReadOnly(const VolumeFixture& fx) {
   VolumeOptions o = fx.volume_options();
