@@ -107,18 +107,30 @@ Status Vfs::Init(Progress* progress) {
   if (progress != nullptr && !orphans.empty()) {
     progress->Begin(orphans.size(), 1, "freeing orphan inodes");
   }
+  size_t freed = 0;
   for (size_t i = 0; i < orphans.size(); ++i) {
-    NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(orphans[i]));
-    std::unique_lock lock(inode->mu);
+    if (progress != nullptr) progress->Update(i);
     Transaction txn;
-    NSF_RETURN_IF_ERROR(DestroyInode(&txn, inode.get()));
+    auto inode = Get(orphans[i]);
+    if (!inode.ok() && inode.status().code() != ENOENT) return inode.status();
+    // Only damage leaves an orphan record of a missing inode or of a linked
+    // one (the transaction that links an inode drops its record): drop the
+    // record alone, as fsck -p does, and never free a file a path reaches.
+    if (!inode.ok() || (*inode)->rec.nlink > 0) {
+      spdlog::warn("dropped the orphan record of inode {}: {}", orphans[i],
+                   inode.ok() ? "the inode is linked" : "no such inode");
+      txn.batch.Delete(keys::Orphan(orphans[i]));
+      NSF_RETURN_IF_ERROR(volume_->Commit(std::move(txn), /*durable=*/false).status());
+      continue;
+    }
+    std::unique_lock lock((*inode)->mu);
+    NSF_RETURN_IF_ERROR(DestroyInode(&txn, inode->get()));
     NSF_RETURN_IF_ERROR(volume_->Commit(std::move(txn), /*durable=*/false).status());
-    if (progress != nullptr) progress->Update(i + 1);
+    ++freed;
   }
   if (progress != nullptr) progress->Finish();
-  if (!orphans.empty()) {
-    spdlog::info("freed {} orphan inodes (unlinked while open, or O_TMPFILE never linked)",
-                 orphans.size());
+  if (freed > 0) {
+    spdlog::info("freed {} orphan inodes (unlinked while open, or O_TMPFILE never linked)", freed);
   }
   return Status::Ok();
 }

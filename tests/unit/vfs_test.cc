@@ -665,6 +665,35 @@ TEST_CASE("vfs crash: a file unlinked while open is freed at the next mount", "[
   CHECK_FALSE(orphan->has_value());
 }
 
+TEST_CASE("vfs: an orphan record of a linked or missing inode is dropped, the file kept",
+          "[fs]") {
+  VolumeFixture fx;
+  uint64_t ino = 0;
+  const std::string data = DataPattern(7, 2 * kBs);
+  {
+    auto vfs = fx.OpenVfs();
+    ino = vfs->Create(kRootIno, "linked", 0644, true, false, kRoot).value().ino;
+    REQUIRE(VfsWriteAll(*vfs, ino, 0, data).ok());
+    vfs->Release(ino);
+    // Damage: orphan records of a linked inode and of one that never was.
+    Transaction txn;
+    txn.batch.Put(keys::Orphan(ino), "");
+    txn.batch.Put(keys::Orphan(ino + 1000), "");
+    REQUIRE(vfs->volume().Commit(std::move(txn), /*durable=*/true).ok());
+  }
+  {
+    auto vfs = fx.OpenVfs();  // Init() must not free the linked file
+    CHECK(MustRead(*vfs, ino, 0, data.size()) == data);
+    CHECK(vfs->Lookup(kRootIno, "linked").ok());
+  }
+  auto vol = fx.Open();
+  for (uint64_t orphan : {ino, ino + 1000}) {
+    auto rec = vol->store().Get(keys::Orphan(orphan));
+    REQUIRE(rec.ok());
+    CHECK_FALSE(rec->has_value());
+  }
+}
+
 // ---- a crash at every crash point ------------------------------------------------
 
 namespace {
