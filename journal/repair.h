@@ -13,7 +13,7 @@
 //  - leaked blocks: extents of missing inodes are removed, their blocks freed;
 //  - orphan inodes (unlinked while open before a crash) are freed as a mount
 //    frees them; orphan records of missing inodes, or of inodes entries still
-//    name, are dropped (a mount would fail on the first, destroy the second);
+//    name, are dropped (as a mount drops them too, with a warning);
 //  - link counts are set to the entries found (except for inodes no entry
 //    names, which only -y can link somewhere);
 //  - the kept counters: the inode counter, the inode count, a directory's
