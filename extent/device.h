@@ -7,9 +7,9 @@
 //  - Pmem2Device: a devdax character device or a regular file through
 //    libpmem2 (cache-line persistence on real pmem, msync on page-cache
 //    backed files); a block device falls back to mmap + msync.
-//  - Strict persistence emulation: stores land in a private (copy-on-write)
-//    mapping and only Persist() copies ranges to the backing image, so losing
-//    the process loses exactly what a power failure would lose.
+//  - Strict persistence emulation: stores land in a volatile copy (a memfd,
+//    mapped shared) and only Persist() copies ranges to the backing image,
+//    so losing the process loses exactly what a power failure would lose.
 //
 // Thread-safety: Read/Write/Persist on disjoint ranges may run concurrently;
 // callers order overlapping access.

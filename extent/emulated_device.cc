@@ -1,18 +1,23 @@
 // Strict persistence emulation.
 //
-// The image is mapped MAP_PRIVATE: loads see the image, stores land in
-// private copy-on-write pages that die with the process. Persist() copies the
-// range into the image with pwrite, so the image holds exactly what was
-// persisted, as persistent memory would after a power failure. The image
-// contents survive the daemon's death in the host's page cache; nothing here
-// models a crash of the host kernel itself.
+// The volatile state of the device (what the CPU caches would hold) is a
+// shared-memory object (memfd) the size of the device, filled from the
+// image at open and mapped MAP_SHARED: loads and stores go there, and die
+// with the last process that has it. Persist() copies the range into the
+// image with pwrite, so the image holds exactly what was persisted, as
+// persistent memory would after a power failure. Being a file of its own,
+// the volatile copy can later be mapped by other processes too (the direct
+// access of docs/direct-access-design.md), whose stores are then exactly as
+// volatile as the daemon's. The image contents survive the daemon's death
+// in the host's page cache; nothing here models a crash of the host kernel
+// itself. A read-only open maps the image itself, read-only.
 //
 // Early evictions (DeviceOptions::evict_seed). Real persistent memory may
 // also keep stores that were never persisted: the CPU writes a dirty cache
 // line back whenever it likes, and only aligned 8-byte words are
 // failure-atomic, landing in any order between fences. So in this mode,
 // after each Write or Zero a seeded PRNG picks some of the store's aligned
-// words and pwrites them from the private mapping into the image at once:
+// words and pwrites them from the volatile copy into the image at once:
 // most stores stay wholly volatile, the others leave a random subset of their
 // words behind. A word goes out whole with what the mapping holds now (the
 // bytes of neighbouring unpersisted stores included), as a cache line would.
@@ -42,9 +47,12 @@ constexpr uint64_t kWord = 8;
 
 class EmulatedDevice final : public Device {
  public:
-  EmulatedDevice(int fd, char* base, uint64_t size) : Device(base, size), fd_(fd) {}
+  // `volatile_fd` is the memfd behind the mapping, or -1 (read-only).
+  EmulatedDevice(int fd, int volatile_fd, char* base, uint64_t size)
+      : Device(base, size), fd_(fd), volatile_fd_(volatile_fd) {}
   ~EmulatedDevice() override {
     munmap(base_, size_);
+    if (volatile_fd_ >= 0) ::close(volatile_fd_);
     ::close(fd_);
   }
 
@@ -110,7 +118,7 @@ class EmulatedDevice final : public Device {
   }
 
  private:
-  // pwrites [off, off+len) of the private mapping into the image.
+  // pwrites [off, off+len) of the volatile copy into the image.
   Status CopyToImage(uint64_t off, size_t len) {
     while (len > 0) {
       ssize_t n = ::pwrite(fd_, base_ + off, len, static_cast<off_t>(off));
@@ -133,6 +141,7 @@ class EmulatedDevice final : public Device {
   }
 
   int fd_;
+  int volatile_fd_;
   // Guards rng_: the daemon stores from many threads. With one storing
   // thread the sequence of evictions is a function of the seed.
   std::mutex rng_mu_;
@@ -141,15 +150,61 @@ class EmulatedDevice final : public Device {
 
 }  // namespace
 
+namespace {
+
+// Copies the image's data into the volatile copy at `base`, skipping holes
+// (SEEK_DATA), so that the copy stays as sparse as the image.
+Status FillFromImage(int fd, char* base, uint64_t size, const std::string& path) {
+  off_t pos = 0;
+  while (static_cast<uint64_t>(pos) < size) {
+    off_t data = ::lseek(fd, pos, SEEK_DATA);
+    off_t hole = data < 0 ? -1 : ::lseek(fd, data, SEEK_HOLE);
+    if (data < 0 && errno == ENXIO) break;  // only a hole is left
+    if (data < 0 || hole < 0) {
+      if (errno != EINVAL) return ErrnoStatus(path + ": seek");
+      data = pos;  // no SEEK_DATA here: all of it is data
+      hole = static_cast<off_t>(size);
+    }
+    const uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(hole), size);
+    for (uint64_t off = static_cast<uint64_t>(data); off < end;) {
+      ssize_t n = ::pread(fd, base + off, end - off, static_cast<off_t>(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return n < 0 ? ErrnoStatus(path + ": read") : Status::Error(EIO, path + ": short read");
+      off += static_cast<uint64_t>(n);
+    }
+    pos = hole;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Device>> OpenEmulatedDevice(int fd, uint64_t size, bool read_only,
                                                    const std::string& path) {
   FdCloser closer{fd};
-  // Read-only: no private copies either, so a stray store faults.
-  const int prot = read_only ? PROT_READ : PROT_READ | PROT_WRITE;
-  void* base = mmap(nullptr, size, prot, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
-  if (base == MAP_FAILED) return ErrnoStatus(path + ": mmap");
+  if (read_only) {
+    // No volatile copy: a stray store faults.
+    void* base = mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+    if (base == MAP_FAILED) return ErrnoStatus(path + ": mmap");
+    closer.fd = -1;
+    return std::unique_ptr<Device>(new EmulatedDevice(fd, -1, static_cast<char*>(base), size));
+  }
+  int mem = ::memfd_create("nosyncfs-volatile", MFD_CLOEXEC);
+  if (mem < 0) return ErrnoStatus("memfd_create (the emulation's volatile copy)");
+  FdCloser mem_closer{mem};
+  if (::ftruncate(mem, static_cast<off_t>(size)) != 0) {
+    return ErrnoStatus("sizing the emulation's volatile copy");
+  }
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, mem, 0);
+  if (base == MAP_FAILED) return ErrnoStatus(path + ": mmap of the volatile copy");
+  Status filled = FillFromImage(fd, static_cast<char*>(base), size, path);
+  if (!filled.ok()) {
+    munmap(base, size);
+    return filled;
+  }
   closer.fd = -1;
-  return std::unique_ptr<Device>(new EmulatedDevice(fd, static_cast<char*>(base), size));
+  mem_closer.fd = -1;
+  return std::unique_ptr<Device>(new EmulatedDevice(fd, mem, static_cast<char*>(base), size));
 }
 
 }  // namespace nosyncfs
