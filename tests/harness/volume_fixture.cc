@@ -526,4 +526,29 @@ std::string DataPattern(uint64_t seed, size_t n, uint64_t off) {
   return out;
 }
 
+uint64_t PopulateOneFile(Volume& v) {
+  Transaction txn;
+  uint64_t ino = v.NextInodeNumber(&txn);
+  InodeRecord f;
+  f.ino = ino;
+  f.mode = S_IFREG | 0644;
+  f.nlink = 1;
+  f.size = 4 * 4096;
+  txn.PutInode(f);
+  DirentRecord d{ino, S_IFREG, kFirstDirCookie, "f"};
+  txn.batch.Put(keys::Dirent(kRootIno, "f"), d.Encode(false));
+  txn.batch.Put(keys::Cookie(kRootIno, kFirstDirCookie), d.Encode(true));
+  auto root = v.store().Get(keys::Inode(kRootIno));
+  REQUIRE(root.ok());
+  auto rec = InodeRecord::Decode(kRootIno, **root);
+  REQUIRE(rec.ok());
+  rec->next_cookie = kFirstDirCookie + 1;
+  txn.PutInode(*rec);
+  auto runs = v.Allocate(4, 0);
+  REQUIRE(runs.ok());
+  txn.batch.Put(keys::Extent(ino, 0), EncodeExtentValue({0, 4, (*runs)[0].start, 0}));
+  REQUIRE(v.Commit(std::move(txn), true).ok());
+  return ino;
+}
+
 }  // namespace nosyncfs::test

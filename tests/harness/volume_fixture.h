@@ -246,6 +246,11 @@ bool RegisterCrashWorkload(const char* name, CrashWorkloadFn fn);
       ::nosyncfs::test::RegisterCrashWorkload(name, &ident);                            \
   static void ident([[maybe_unused]] ::nosyncfs::test::CrashChild& child)
 
+// A root with one file "f" (the first new inode, one 4-block extent, no
+// data written), committed durably through the Volume alone (no Vfs).
+// REQUIREs that each step succeeds; returns the file's inode number.
+uint64_t PopulateOneFile(Volume& v);
+
 // ---- Vfs conveniences (REQUIRE-free; the caller asserts) -------------------
 
 // Reads [off, off+size) through Vfs::Read into a string.

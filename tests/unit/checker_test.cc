@@ -11,31 +11,6 @@
 namespace nosyncfs::test {
 namespace {
 
-// A root with one file "f" (ino 2, one 4-block extent) committed durably.
-void Populate(Volume& v) {
-  Transaction txn;
-  uint64_t ino = v.NextInodeNumber(&txn);
-  InodeRecord f;
-  f.ino = ino;
-  f.mode = S_IFREG | 0644;
-  f.nlink = 1;
-  f.size = 4 * 4096;
-  txn.PutInode(f);
-  DirentRecord d{ino, S_IFREG, kFirstDirCookie, "f"};
-  txn.batch.Put(keys::Dirent(kRootIno, "f"), d.Encode(false));
-  txn.batch.Put(keys::Cookie(kRootIno, kFirstDirCookie), d.Encode(true));
-  auto root = v.store().Get(keys::Inode(kRootIno));
-  REQUIRE(root.ok());
-  auto rec = InodeRecord::Decode(kRootIno, **root);
-  REQUIRE(rec.ok());
-  rec->next_cookie = kFirstDirCookie + 1;
-  txn.PutInode(*rec);
-  auto runs = v.Allocate(4, 0);
-  REQUIRE(runs.ok());
-  txn.batch.Put(keys::Extent(ino, 0), EncodeExtentValue({0, 4, (*runs)[0].start, 0}));
-  REQUIRE(v.Commit(std::move(txn), true).ok());
-}
-
 // The extent of "f" from Populate.
 Extent FirstExtent(Volume& v) {
   auto value = v.store().Get(keys::Extent(2, 0));
@@ -58,7 +33,7 @@ TEST_CASE("checker: a fresh and a populated volume are clean", "[journal][fsck]"
   VolumeFixture fx;
   auto v = fx.Open();
   CHECK(Problems(*v).empty());
-  Populate(*v);
+  PopulateOneFile(*v);
   auto report = CheckVolume(*v);
   REQUIRE(report.ok());
   CHECK(report->problems.empty());
@@ -70,7 +45,7 @@ TEST_CASE("checker: a fresh and a populated volume are clean", "[journal][fsck]"
 TEST_CASE("checker: each broken invariant is reported", "[journal][fsck]") {
   VolumeFixture fx;
   auto v = fx.Open();
-  Populate(*v);
+  PopulateOneFile(*v);
   MetaBatch bad;
   std::string expect;
   SECTION("wrong link count") {
@@ -139,7 +114,7 @@ TEST_CASE("checker: a block mapped twice fails a mount but fsck opens and names 
   VolumeFixture fx;
   {
     auto v = fx.Open();
-    Populate(*v);
+    PopulateOneFile(*v);
     const Extent extent = FirstExtent(*v);
     Transaction txn;
     txn.batch.Put(keys::Extent(2, 20), EncodeExtentValue({20, 2, extent.pblk, 0}));

@@ -29,32 +29,6 @@ VolumeOptions ReadOnly(const VolumeFixture& fx) {
   return o;
 }
 
-// A file "f" (ino 2) with one 4-block extent, committed durably.
-uint64_t Populate(Volume& v) {
-  Transaction txn;
-  uint64_t ino = v.NextInodeNumber(&txn);
-  InodeRecord f;
-  f.ino = ino;
-  f.mode = S_IFREG | 0644;
-  f.nlink = 1;
-  f.size = 4 * 4096;
-  txn.PutInode(f);
-  DirentRecord d{ino, S_IFREG, kFirstDirCookie, "f"};
-  txn.batch.Put(keys::Dirent(kRootIno, "f"), d.Encode(false));
-  txn.batch.Put(keys::Cookie(kRootIno, kFirstDirCookie), d.Encode(true));
-  auto root = v.store().Get(keys::Inode(kRootIno));
-  REQUIRE(root.ok());
-  auto rec = InodeRecord::Decode(kRootIno, **root);
-  REQUIRE(rec.ok());
-  rec->next_cookie = kFirstDirCookie + 1;
-  txn.PutInode(*rec);
-  auto runs = v.Allocate(4, 0);
-  REQUIRE(runs.ok());
-  txn.batch.Put(keys::Extent(ino, 0), EncodeExtentValue({0, 4, (*runs)[0].start, 0}));
-  REQUIRE(v.Commit(std::move(txn), true).ok());
-  return ino;
-}
-
 // Writes records straight into the store of a volume nobody has open.
 void PutOffline(const VolumeFixture& fx, const MetaBatch& batch) {
   auto store = MetaStore::Open(fx.meta_dir(), /*create=*/false);
@@ -71,7 +45,7 @@ TEST_CASE("read-only volume: a clean volume opens, reads the same state and chan
   uint64_t free_blocks = 0, inodes = 0, durable = 0;
   {
     auto v = fx.Open();
-    Populate(*v);
+    PopulateOneFile(*v);
     free_blocks = v->free_blocks();
     inodes = v->inode_count();
   }
@@ -166,7 +140,7 @@ TEST_CASE("read-only volume: a volume that needs recovery is refused with EROFS,
   SECTION("orphan inodes to free") {
     {
       auto v = fx.Open();
-      Populate(*v);
+      PopulateOneFile(*v);
     }
     MetaBatch b;
     b.Put(keys::Orphan(2), "");
