@@ -99,9 +99,44 @@ void Allocator::ReleaseUpTo(uint64_t durable_seq) {
   auto end = pending_.upper_bound(durable_seq);
   for (auto it = pending_.begin(); it != end; ++it) {
     pending_count_ -= it->second.len;
-    InsertFree(it->second);
+    Release(it->second);
   }
   pending_.erase(pending_.begin(), end);
+}
+
+void Allocator::Release(BlockRun run) {
+  if (quarantine_.empty()) return InsertFree(run);
+  std::vector<BlockRun> cover;  // the quarantined parts of run, in order
+  for (const auto& [holder, q] : quarantine_) {
+    uint64_t from = std::max(q.start, run.start), to = std::min(q.end(), run.end());
+    if (from < to) cover.push_back({from, to - from});
+  }
+  std::sort(cover.begin(), cover.end(),
+            [](const BlockRun& a, const BlockRun& b) { return a.start < b.start; });
+  uint64_t pos = run.start;
+  for (const BlockRun& c : cover) {
+    if (c.end() <= pos) continue;
+    const uint64_t from = std::max(c.start, pos);
+    InsertFree({pos, from - pos});
+    held_.push_back({from, c.end() - from});
+    held_count_ += c.end() - from;
+    pos = c.end();
+  }
+  InsertFree({pos, run.end() - pos});
+}
+
+void Allocator::Quarantine(uint64_t holder, const std::vector<BlockRun>& runs) {
+  for (const BlockRun& r : runs) {
+    if (r.len > 0) quarantine_.emplace(holder, r);
+  }
+}
+
+void Allocator::LiftQuarantine(uint64_t holder) {
+  if (quarantine_.erase(holder) == 0) return;
+  std::vector<BlockRun> held = std::move(held_);
+  held_.clear();
+  held_count_ = 0;
+  for (const BlockRun& r : held) Release(r);  // others' quarantine may still cover it
 }
 
 std::vector<BlockRun> Allocator::FreeRuns() const {

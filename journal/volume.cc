@@ -473,6 +473,21 @@ Volume::~Volume() {
   }
 }
 
+void Volume::Quarantine(uint64_t holder, const std::vector<BlockRun>& runs) {
+  std::lock_guard lock(mu_);
+  allocator_->Quarantine(holder, runs);
+}
+
+void Volume::LiftQuarantine(uint64_t holder) {
+  std::lock_guard lock(mu_);
+  allocator_->LiftQuarantine(holder);
+}
+
+uint64_t Volume::quarantined_blocks() const {
+  std::lock_guard lock(mu_);
+  return allocator_->held_blocks();
+}
+
 uint64_t Volume::free_blocks() const {
   std::lock_guard lock(mu_);
   return allocator_->free_blocks() + allocator_->pending_blocks();

@@ -126,6 +126,14 @@ class Volume {
   // Returns blocks allocated by a transaction that then failed.
   void Unallocate(const std::vector<BlockRun>& runs);
 
+  // Direct access: blocks that a client cut off from its lease may still be
+  // storing into stay unallocatable, even once freed, until the quarantine
+  // of `holder` is lifted (Allocator::Quarantine). In memory only.
+  void Quarantine(uint64_t holder, const std::vector<BlockRun>& runs);
+  void LiftQuarantine(uint64_t holder);
+  // Freed blocks held back by a quarantine (not counted by free_blocks).
+  uint64_t quarantined_blocks() const;
+
   // Appends the transaction to the log and applies it; with `durable`, also
   // waits until it is durable. Returns the sequence number. A full log is
   // checkpointed first. EFBIG when the transaction can never fit the log;

@@ -335,4 +335,37 @@ TEST_CASE("allocator: random operations match a bitmap model", "[extent]") {
   }
 }
 
+TEST_CASE("allocator: quarantined blocks stay held once freed, until every holder lifts",
+          "[extent]") {
+  Allocator a(20);
+  CHECK(MustAllocate(a, 20, 0) == Runs{{0, 20}});
+  // Client 1 was leased blocks 2..8, client 2 blocks 6..10; both cut off.
+  a.Quarantine(1, {{2, 6}});
+  a.Quarantine(2, {{6, 4}});
+  a.FreeAfter(3, {0, 12});
+  a.ReleaseUpTo(3);
+  CHECK(a.FreeRuns() == Runs{{0, 2}, {10, 2}});
+  CHECK(a.held_blocks() == 8);
+  CHECK(a.free_blocks() == 4);
+  // Nothing can hand out a held block.
+  CHECK(a.Allocate(5, 0).status().code() == ENOSPC);
+
+  a.LiftQuarantine(1);  // 2..6 go back; 6..10 are still client 2's
+  CHECK(a.FreeRuns() == Runs{{0, 6}, {10, 2}});
+  CHECK(a.held_blocks() == 4);
+  a.LiftQuarantine(7);  // an unknown holder changes nothing
+  CHECK(a.held_blocks() == 4);
+  a.LiftQuarantine(2);
+  CHECK(a.FreeRuns() == Runs{{0, 12}});
+  CHECK(a.held_blocks() == 0);
+  CHECK(a.free_blocks() == 12);
+
+  // Blocks freed after the lift are not held.
+  a.Quarantine(3, {{14, 2}});
+  a.LiftQuarantine(3);
+  a.FreeAfter(4, {12, 8});
+  a.ReleaseUpTo(4);
+  CHECK(a.FreeRuns() == Runs{{0, 20}});
+}
+
 }  // namespace nosyncfs::test
