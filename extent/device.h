@@ -97,6 +97,16 @@ class Device {
   // benchmarks (an fsync with nothing to do must not add to it).
   uint64_t persist_calls() const { return persist_calls_.load(std::memory_order_relaxed); }
 
+  // What another process needs to map this device and make its own stores
+  // durable (direct access, client/FORMAT.md): the fd to map whole, shared,
+  // and under strict emulation the image fd that a persist copies into
+  // (-1 otherwise). Owned by the Device; both -1 when read-only.
+  struct SharedFds {
+    int map_fd = -1;
+    int persist_fd = -1;
+  };
+  virtual SharedFds shared_fds() const = 0;
+
   // Turns on early evictions (DeviceOptions::evict_seed, nonzero) in a
   // device that is already open. EINVAL unless this is strict emulation.
   // Not thread-safe: call it before the device is shared.

@@ -20,6 +20,7 @@ class DeviceWrapper : public Device {
 
   PersistGranularity granularity() const override { return inner_->granularity(); }
   std::string persistence_source() const override { return inner_->persistence_source(); }
+  SharedFds shared_fds() const override { return inner_->shared_fds(); }
   Status StartEvicting(uint64_t seed) override {
     NSF_RETURN_IF_ERROR(inner_->StartEvicting(seed));
     evicting_ = true;

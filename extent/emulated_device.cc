@@ -66,6 +66,11 @@ class EmulatedDevice final : public Device {
                        "image only when persisted";
   }
 
+  SharedFds shared_fds() const override {
+    if (volatile_fd_ < 0) return {};
+    return {volatile_fd_, fd_};
+  }
+
   Status StartEvicting(uint64_t seed) override {
     if (seed == 0) return Status::Error(EINVAL, "the eviction seed must not be 0");
     rng_ = seed;

@@ -38,6 +38,10 @@ class Pmem2Device final : public Device {
                : PersistGranularity::kCacheLine;
   }
 
+  SharedFds shared_fds() const override {
+    if (read_only_) return {};
+    return {fd_, -1};
+  }
   std::string persistence_source() const override {
     std::string what = devdax_ ? "libpmem2 mapped a devdax device"
                                : "libpmem2 mapped a file";
@@ -76,6 +80,10 @@ class MsyncDevice final : public Device {
     ::close(fd_);
   }
   PersistGranularity granularity() const override { return PersistGranularity::kPage; }
+  SharedFds shared_fds() const override {
+    if (read_only_) return {};
+    return {fd_, -1};
+  }
   std::string persistence_source() const override {
     return "a block device (libpmem2 maps no block devices): shared mmap, persist is msync";
   }

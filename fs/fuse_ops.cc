@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "client/protocol.h"
+#include "fs/direct_server.h"
 #include "fs/fuse_channel.h"
 #include "fs/ioctl.h"
 #include "fs/vfs.h"
@@ -77,6 +79,7 @@ std::string StatsText(FuseContext* ctx) {
   std::string out = ctx->vfs->StatsText();
   struct mallinfo2 heap = mallinfo2();
   out += "heap_bytes " + std::to_string(heap.uordblks + heap.hblkhd) + "\n";
+  if (ctx->direct != nullptr) out += ctx->direct->StatsText();
   out += ctx->stats.Format();
   return out;
 }
@@ -366,6 +369,10 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     r = VfsOf(req)->Getxattr(ino, name);
   } else if (ino == FUSE_ROOT_ID && std::strcmp(name, kStatsXattr) == 0) {
     r = StatsText(ContextOf(req));
+  } else if (std::strcmp(name, NSF_DIRECT_XATTR) == 0) {
+    // On every inode: the client library asks the file it opened.
+    const DirectServer* direct = ContextOf(req)->direct;
+    r = direct != nullptr ? direct->socket_path() : std::string("off");
   }
   if (!r.ok()) return ReplyError(req, r.status());
   if (size == 0) return (void)fuse_reply_xattr(req, r->size());

@@ -9,12 +9,14 @@ struct fuse_session;
 namespace nosyncfs {
 
 class Vfs;
+class DirectServer;
 
 // The session's userdata: what every operation works on.
 struct FuseContext {
   Vfs* vfs = nullptr;
   fuse_session* session = nullptr;  // set once the session exists
   RequestStats stats;               // counted by the FuseChannel
+  DirectServer* direct = nullptr;   // with direct=; set before the mount
 };
 
 // Read-only statistics on the root directory, since mount, as "key value"

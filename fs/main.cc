@@ -187,6 +187,22 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
       [se](uint64_t ino) { (void)fuse_lowlevel_notify_inval_inode(se, ino, -1, 0); });
   // Before mounting: resolving the path afterwards would ask the mount.
   std::string real_mountpoint = RealPath(mo.mountpoint);
+  std::unique_ptr<DirectServer> direct;
+  if (mo.direct.enabled()) {
+    auto started = DirectServer::Start(
+        &vfs, mo.direct, vfs.volume().superblock().UuidString(), real_mountpoint,
+        [se](uint64_t ino) { (void)fuse_lowlevel_notify_inval_inode(se, ino, 0, 0); });
+    if (!started.ok()) {
+      reporter->Fail(started.status().message());
+      vfs.set_attr_invalidator(nullptr);
+      fuse_session_destroy(se);
+      (void)vfs.Shutdown();
+      return 1;
+    }
+    direct = std::move(started).value();
+    ctx.direct = direct.get();
+    vfs.set_layout_leases(direct.get());
+  }
   int rc = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     reporter->Fail("cannot install signal handlers");
@@ -209,9 +225,16 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
     fuse_loop_cfg_set_max_threads(cfg, 16);
     rc = fuse_session_loop_mt(se, cfg) == 0 ? 0 : 1;
     fuse_loop_cfg_destroy(cfg);
+    // No request runs any more: revoke every lease and hang up.
+    vfs.set_layout_leases(nullptr);
+    ctx.direct = nullptr;
+    direct.reset();
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
   }
+  vfs.set_layout_leases(nullptr);
+  ctx.direct = nullptr;
+  direct.reset();
   vfs.set_attr_invalidator(nullptr);
   fuse_session_destroy(se);
   st = vfs.Shutdown();

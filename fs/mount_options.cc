@@ -1,5 +1,8 @@
 #include "fs/mount_options.h"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +31,11 @@ const char kMountUsage[] =
     "  -o lock_wait=SECONDS   wait this long for a device another process has locked,\n"
     "                         such as a daemon still shutting down after umount\n"
     "                         (default 10; 0: fail at once)\n"
+    "  -o direct=WHO[:WHO...] allow direct access (libnosyncfs) to WHO: a group\n"
+    "                         name or number, or @USER (a user name or number);\n"
+    "                         off by default. See docs/semantics.md, Direct access\n"
+    "  -o lease_break=SECONDS how long a direct-access client has to give up a\n"
+    "                         revoked lease before it is cut off (default 5)\n"
     "  -o noatime|relatime|strictatime, nodiratime: when reads update atime\n"
     "                         (default relatime; the daemon keeps atime itself)\n"
     "  mount flags (rw, nodev, nosuid, noexec, sync, dirsync, ...)\n"
@@ -72,6 +80,37 @@ bool IsOneOf(const std::string& opt, const std::array<std::string_view, N>& name
   return false;
 }
 
+// Digits only: a number, not a name.
+bool IsNumber(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// direct=WHO[:WHO...]: groups, or @users, by name or number.
+Status ApplyDirect(const std::string& value, DirectAccessOptions* out) {
+  if (value.empty()) return Status::Error(EINVAL, "direct needs a group or @user");
+  std::stringstream ss(value);
+  std::string who;
+  while (std::getline(ss, who, ':')) {
+    const bool user = !who.empty() && who[0] == '@';
+    const std::string name = user ? who.substr(1) : who;
+    if (name.empty()) return Status::Error(EINVAL, "direct: empty name in '" + value + "'");
+    if (user) {
+      const passwd* pw = IsNumber(name) ? nullptr : getpwnam(name.c_str());
+      if (!IsNumber(name) && pw == nullptr) {
+        return Status::Error(EINVAL, "direct: no user '" + name + "'");
+      }
+      out->users.push_back(pw ? pw->pw_uid : static_cast<uid_t>(std::stoul(name)));
+    } else {
+      const group* gr = IsNumber(name) ? nullptr : getgrnam(name.c_str());
+      if (!IsNumber(name) && gr == nullptr) {
+        return Status::Error(EINVAL, "direct: no group '" + name + "' (a user is @" + name + ")");
+      }
+      out->groups.push_back(gr ? gr->gr_gid : static_cast<gid_t>(std::stoul(name)));
+    }
+  }
+  return Status::Ok();
+}
+
 Status ApplyOption(const std::string& opt, MountOptions* out) {
   auto eq = opt.find('=');
   std::string key = opt.substr(0, eq);
@@ -104,6 +143,17 @@ Status ApplyOption(const std::string& opt, MountOptions* out) {
       return Status::Error(EINVAL, "lock_wait must be 0..3600 seconds, not '" + value + "'");
     }
     out->lock_wait_seconds = static_cast<uint32_t>(seconds);
+  } else if (key == "direct") {
+    NSF_RETURN_IF_ERROR(ApplyDirect(value, &out->direct));
+  } else if (key == "lease_break") {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long seconds = std::strtoul(value.c_str(), &end, 10);
+    if (value.empty() || value[0] == '-' || errno != 0 || *end != '\0' || seconds < 1 ||
+        seconds > 300) {
+      return Status::Error(EINVAL, "lease_break must be 1..300 seconds, not '" + value + "'");
+    }
+    out->direct.lease_break_ms = static_cast<uint32_t>(seconds * 1000);
   } else if (key == "meta") {
     if (value.empty()) return Status::Error(EINVAL, "meta needs a directory");
     out->volume.meta_dir = value;
@@ -186,6 +236,9 @@ Result<MountOptions> ParseMountOptions(int argc, char** argv) {
   if (positional.size() != 2) return Status::Error(EINVAL, "need DEVICE and MOUNTPOINT");
   out.device = positional[0];
   out.mountpoint = positional[1];
+  if (out.direct.enabled() && out.volume.read_only) {
+    return Status::Error(EINVAL, "direct= needs a read-write mount (not with ro)");
+  }
   return out;
 }
 

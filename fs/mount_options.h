@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "fs/direct_server.h"
 #include "fs/vfs.h"
 #include "journal/volume.h"
 
@@ -19,6 +20,7 @@ struct MountOptions {
   bool help = false;
   VolumeOptions volume;
   VfsOptions vfs;
+  DirectAccessOptions direct;  // direct=, lease_break=
   // How long to wait for a device another process has locked (a daemon
   // still finishing its shutdown after umount) before giving up.
   uint32_t lock_wait_seconds = 10;
@@ -30,7 +32,7 @@ struct MountOptions {
 // Parses `nosyncfs DEVICE MOUNTPOINT [-f] [-d] [-o opt[,opt...]]`, also as
 // mount(8) and mount.fuse3 call it (-n, -s, -v, -t TYPE are accepted).
 // -o options fall into three kinds: ours (emulate=, meta=, nf_punch=,
-// lock_wait=, debug), the kernel's and libfuse's (rw, ro, noatime, nodev,
+// lock_wait=, direct=, lease_break=, debug), the kernel's and libfuse's (rw, ro, noatime, nodev,
 // allow_other, ...; passed on), and those meant for mount(8), systemd or
 // the fstab reader alone (defaults, noauto, nofail, _netdev, user, x-*,
 // comment=...; ignored). Anything else is EINVAL "unknown mount option",

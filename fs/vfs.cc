@@ -231,6 +231,7 @@ void Vfs::Retire(Inode* inode) {
   if (inode->rec.nlink == 0 && !inode->destroyed) {
     Transaction txn;
     st = DestroyInode(&txn, inode);
+    if (st.ok() && leases_ != nullptr) CheckLeases(txn, {inode});
     if (st.ok()) st = volume_->Commit(std::move(txn), false).status();
   } else if (!inode->destroyed) {
     st = PersistDirtyData(inode);
@@ -290,6 +291,7 @@ Status Vfs::CommitWith(Transaction&& txn, std::initializer_list<Inode*> touched,
   for (Inode* inode : touched) {
     if (inode != nullptr && inode->rec.nlink > 0 && !inode->destroyed) txn.PutInode(inode->rec);
   }
+  if (leases_ != nullptr && !txn.layout_changed.empty()) CheckLeases(txn, touched);
   auto committed = commit(std::move(txn));
   if (!committed.ok()) {
     // Entry changes already went into the directories' caches.

@@ -54,6 +54,7 @@
 #include "extent/extent_map.h"
 #include "fs/inode.h"
 #include "fs/inode_table.h"
+#include "fs/layout_leases.h"
 #include "journal/schema.h"
 #include "journal/volume.h"
 
@@ -233,6 +234,18 @@ class Vfs {
   // an O_TRUNC open, fallocate or copy_file_range. The FUSE glue asks the
   // kernel to drop its cached attributes, so that no stale set-user-ID bit
   // survives into a permission check or an exec. Set before serving.
+  // Direct access (fs/direct_server). With leases set, every transaction
+  // that changes a file's mapping or size is shown to them first
+  // (LayoutLeases::BeforeLayoutChange). Set before the Vfs is shared, and
+  // cleared before `leases` goes away.
+  void set_layout_leases(LayoutLeases* leases) { leases_ = leases; }
+  // Calls grant(layout) with ino's NF layout, under the file's shared lock,
+  // so a lease registered by grant is seen by the next layout change.
+  // ENOENT (removed), EINVAL (not a regular file).
+  Status GrantLayout(uint64_t ino, const std::function<void(const NfLayout&)>& grant);
+  // A client wrote through a lease of ino: mtime and ctime become now.
+  void NoteDirectWrites(uint64_t ino);
+
   void set_attr_invalidator(std::function<void(uint64_t ino)> fn) {
     attr_invalidator_ = std::move(fn);
   }
@@ -329,6 +342,9 @@ class Vfs {
   Status CommitWith(Transaction&& txn, std::initializer_list<Inode*> touched,
                     const std::function<Result<uint64_t>(Transaction&&)>& commit);
   // The device ranges of the mapped bytes of [off, end), to zero in place.
+  NfLayout NfLayoutLocked(const Inode& inode) const;
+  // Shows the leases every layout change of txn (Transaction::layout_changed).
+  void CheckLeases(const Transaction& txn, std::initializer_list<Inode*> touched);
   void AddZeroWork(const Inode* inode, uint64_t off, uint64_t end, InPlaceWork* work) const;
   // The inode has something to persist or commit later.
   void MarkDirty(Inode* inode);
@@ -474,6 +490,7 @@ class Vfs {
   DirtyList dirty_list_;  // dirty_mu_
 
   std::function<void(uint64_t)> attr_invalidator_;
+  LayoutLeases* leases_ = nullptr;
   VfsStats stats_;
   std::mutex shutdown_mu_;
   bool shut_down_ = false;  // shutdown_mu_

@@ -70,6 +70,9 @@ Status Vfs::UnshareLocked(Inode* inode, uint64_t first, uint64_t count) {
     map.Map(p.lblk, p.count, p.pblk, flags);
   }
   txn.PutExtentChanges(inode->ino, map);
+  // NF blocks are never shared, so no lease covers these; but a layout
+  // change is shown to the leases wherever it happens.
+  if (leases_ != nullptr) CheckLeases(txn, {inode});
   // The inode record is not part of it: nothing the record holds changed,
   // and the caller may have changed the record in memory already.
   NSF_ASSIGN_OR_RETURN(uint64_t seq, volume_->Commit(std::move(txn), false));

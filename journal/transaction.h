@@ -28,12 +28,17 @@ struct Transaction {
   // NF blocks its extent changes add (or, negative, remove): the Volume
   // keeps the file system's NF total (Volume::nf_blocks) by it.
   int64_t nf_blocks_delta = 0;
+  // Inodes whose block mapping or size this transaction may change: a
+  // direct-access lease on one must be checked before it commits
+  // (fs/layout_leases.h). Every extent change and truncate lands here.
+  std::vector<uint64_t> layout_changed;
 
   void PutInode(const InodeRecord& r) { batch.Put(keys::Inode(r.ino), r.Encode()); }
 
   // Records every extent `map` changed since its last TakeChanges(), and
   // what that did to its NF blocks.
   void PutExtentChanges(uint64_t ino, ExtentMap& map) {
+    if (layout_changed.empty() || layout_changed.back() != ino) layout_changed.push_back(ino);
     nf_blocks_delta += map.TakeNfBlocksDelta();
     for (auto& [lblk, extent] : map.TakeChanges()) {
       if (extent) {

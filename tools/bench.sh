@@ -14,6 +14,15 @@
 # jobs; 1 MiB sequential write and read; then create, stat and unlink of
 # 10,000 empty files (tests/bench/meta_bench).
 #
+# Then direct access (libnosyncfs), a second table, on the same nosyncfs
+# mount and in the same run: durable 4 KiB random overwrites of a 64 MiB
+# NF file through the library against the same writes through FUSE
+# (tests/bench/direct_bench), fio's psync engine under the LD_PRELOAD shim
+# against fio without it, and a write-ahead log of 4 KiB records into a
+# preallocated 64 MiB file: through the library, through FUSE into NF
+# (durable on return), and on passthrough_ll with fdatasync per record.
+# Ratios are against the FUSE NF write of the same workload.
+#
 # Each figure is the median of BENCH_ROUNDS runs (default 3), the targets
 # taking turns, so that the shared machine's drift spreads over all of them.
 #
@@ -61,7 +70,8 @@ if [ -n "$PTLL" ]; then
   MOUNTS+=("$WORK"/ptll)
 fi
 "$BIN"/mkfs.nosyncfs -s 6G "$WORK"/img >/dev/null
-"$BIN"/nosyncfs "$WORK"/img "$WORK"/nsf
+# direct=root: the direct-access rows at the end use the same mount.
+"$BIN"/nosyncfs "$WORK"/img "$WORK"/nsf -o direct=root
 MOUNTS+=("$WORK"/nsf)
 mkdir "$WORK"/nsf/nf "$WORK"/nsf/plain
 
@@ -181,4 +191,50 @@ for r in "${ROWS[@]}"; do
     fi
   done
   echo "$line"
+done
+
+# ---- direct access ---------------------------------------------------------------
+NFFILE="$WORK"/nsf/nf/direct.dat
+PTFILE="$WORK"/ptll/direct.dat
+truncate -s 64M "$NFFILE"
+setfattr -n user.nosync -v all "$NFFILE"
+if [ -n "$PTLL" ]; then head -c 64M /dev/zero >"$PTFILE"; fi
+SHIM=$PWD/build/lib/libnosyncfs_shim.so
+fio_iops() {  # FILE [ENV...]: fio psync 4K random writes, prints IOPS
+  local file=$1
+  shift
+  env "$@" fio --name=job --filename="$file" --ioengine=psync --rw=randwrite --bs=4k \
+    --size=64m --time_based --runtime="$RUNTIME" --output-format=terse --terse-version=3 |
+    awk -F';' -v f=$FIELD_IOPS_W '{ printf "%.0f\n", $f }'
+}
+declare -A DIRECT
+DKEYS=(ow_fuse ow_direct fio_fuse fio_shim wal_fuse wal_direct wal_ptll)
+for _ in $(seq "$ROUNDS"); do
+  DIRECT[ow_fuse]+="$("$BIN"/direct_bench overwrite-fd "$NFFILE" "$RUNTIME") "
+  DIRECT[ow_direct]+="$("$BIN"/direct_bench overwrite-direct "$NFFILE" "$RUNTIME") "
+  DIRECT[fio_fuse]+="$(fio_iops "$NFFILE") "
+  DIRECT[fio_shim]+="$(fio_iops "$NFFILE" LD_PRELOAD="$SHIM") "
+  DIRECT[wal_fuse]+="$("$BIN"/direct_bench wal-fd "$NFFILE" "$RUNTIME") "
+  DIRECT[wal_direct]+="$("$BIN"/direct_bench wal-direct "$NFFILE" "$RUNTIME") "
+  if [ -n "$PTLL" ]; then
+    DIRECT[wal_ptll]+="$("$BIN"/direct_bench wal-fdatasync "$PTFILE" "$RUNTIME") "
+  fi
+done
+declare -A DLABEL=(
+  [ow_fuse]="4K random overwrite, NF, through FUSE"
+  [ow_direct]="4K random overwrite, NF, libnosyncfs"
+  [fio_fuse]="fio psync 4K randwrite, NF, FUSE"
+  [fio_shim]="fio psync 4K randwrite, NF, shim"
+  [wal_fuse]="4K WAL records, NF, through FUSE"
+  [wal_direct]="4K WAL records, NF, libnosyncfs"
+  [wal_ptll]="4K WAL records, ptll + fdatasync"
+)
+declare -A DBASE=([ow_fuse]=ow_fuse [ow_direct]=ow_fuse [fio_fuse]=fio_fuse [fio_shim]=fio_fuse
+  [wal_fuse]=wal_fuse [wal_direct]=wal_fuse [wal_ptll]=wal_fuse)
+printf '\n%-40s %12s %14s\n' "durable writes (direct access)" "ops/s" "vs FUSE NF"
+for k in "${DKEYS[@]}"; do
+  m=$(median "${DIRECT[$k]:-}")
+  b=$(median "${DIRECT[${DBASE[$k]}]:-}")
+  if [ -z "$m" ]; then continue; fi
+  printf '%-40s %12s %13sx\n' "${DLABEL[$k]}" "$m" "$(awk -v a="$m" -v b="$b" 'BEGIN { printf "%.2f", a / b }')"
 done

@@ -58,7 +58,8 @@ for f in usr/bin/nosyncfs usr/bin/nosyncctl usr/sbin/mkfs.nosyncfs usr/sbin/fsck
          usr/share/man/man8/nosyncfs.8 usr/share/man/man8/mkfs.nosyncfs.8 \
          usr/share/man/man8/fsck.nosyncfs.8 usr/share/man/man1/nosyncctl.1 \
          usr/share/doc/nosyncfs/semantics.md usr/share/doc/nosyncfs/examples/fstab.example \
-         usr/share/doc/nosyncfs/examples/mnt-pmem.mount; do
+         usr/share/doc/nosyncfs/examples/mnt-pmem.mount \
+         usr/include/nosyncfs.h usr/lib/pkgconfig/nosyncfs.pc usr/lib/libnosyncfs_shim.so; do
   grep -q " \./$f\$" <<<"$contents" || fail "the package lacks /$f"
 done
 # cmake --install puts the same files in place.
@@ -81,6 +82,39 @@ mount -t fuse.nosyncfs -o emulate=strict,noatime "$work/img" "$work/mnt" || fail
 echo "installed" >"$work/mnt/f"
 nosyncctl set "$work/mnt/f" all
 nosyncctl show "$work/mnt/f" | grep -q . || fail "nosyncctl show printed nothing"
+umount "$work/mnt"
+wait_released "$work/img"
+
+echo "== libnosyncfs: a C program built with pkg-config, and the shim, write in place"
+cat >"$work/app.c" <<'EOF'
+#include <fcntl.h>
+#include <nosyncfs.h>
+#include <stdio.h>
+#include <string.h>
+int main(int argc, char **argv) {
+  int fd = argc == 2 ? nsf_open(argv[1], O_RDWR) : -1;
+  if (fd < 0) { fprintf(stderr, "nsf_open: %s\n", nsf_errmsg()); return 1; }
+  char rec[4096];
+  memset(rec, 'd', sizeof rec);
+  if (nsf_pwrite(fd, rec, sizeof rec, 0) != (ssize_t)sizeof rec) return 1;
+  struct nsf_counters c;
+  nsf_get_counters(&c);
+  printf("direct_writes %llu\n", (unsigned long long)c.direct_writes);
+  return nsf_close(fd) != 0;
+}
+EOF
+# shellcheck disable=SC2046  # pkg-config prints several words
+cc -std=c11 -Wall -Wextra -Werror "$work/app.c" $(pkg-config --cflags --libs nosyncfs) \
+  -o "$work/app" || fail "a C program does not build with pkg-config nosyncfs"
+mount -t fuse.nosyncfs -o emulate=strict,direct=root "$work/img" "$work/mnt" || fail "mount direct="
+head -c 65536 /dev/zero >"$work/mnt/d"
+nosyncctl set "$work/mnt/d" all
+[ "$("$work/app" "$work/mnt/d")" = "direct_writes 1" ] || fail "the installed library did not write in place"
+writes() { getfattr --only-values -n user.nosyncfs.stats "$work/mnt" | awk '$1 == "requests_write" {print $2}'; }
+w0=$(writes)
+LD_PRELOAD=libnosyncfs_shim.so dd if=/dev/zero of="$work/mnt/d" bs=4096 count=4 conv=notrunc \
+  status=none || fail "dd under the installed shim"
+[ "$(writes)" = "$w0" ] || fail "dd under the shim went through FUSE"
 umount "$work/mnt"
 wait_released "$work/img"
 

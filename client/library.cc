@@ -1,0 +1,444 @@
+// The nsf_* API (nosyncfs.h): the table of attached descriptors and the
+// data path, which copies to or from the device mapping when the file's
+// lease covers the request and otherwise makes the system call.
+//
+// The table is an array of atomic File pointers indexed by descriptor, so
+// that a data call finds its file with one load and no lock. It is made at
+// the first attach, as large as the hard RLIMIT_NOFILE (at most 2^20
+// entries), from anonymous memory that costs nothing until touched; a
+// descriptor past it cannot be attached (EMFILE). Every global here is
+// constant-initialised or made on first use and never destroyed: the shim
+// calls in before main and after exit starts.
+#pragma GCC visibility push(default)
+#include "client/nosyncfs.h"
+#pragma GCC visibility pop
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/xattr.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdarg>
+#include <cstring>
+#include <string>
+
+#include "client/connection.h"
+#include "client/counters.h"
+#include "client/error.h"
+#include "client/file.h"
+#include "client/internal.h"
+#include "client/lease.h"
+#include "client/mapping.h"
+#include "client/protocol.h"
+#include "client/syscalls.h"
+
+namespace nsf {
+
+Counters counters;
+
+namespace {
+
+thread_local std::string last_error;
+
+constexpr size_t kMaxTable = size_t{1} << 20;
+
+// Making the table, and putting entries in and out: a fork holds it, so
+// that the fork handlers see only live Files.
+std::mutex table_mutex;
+std::atomic<std::atomic<File*>*> table{nullptr};
+std::atomic<size_t> table_size{0};
+std::atomic<int> highest_attached{-1};  // how far the fork handler looks
+
+// The child shares each descriptor's file position with the parent, and
+// usually execs, which knows nothing of the library's positions: hand them
+// to the kernel first.
+// A descriptor busy in another thread keeps its position.
+void ForkPrepare() {
+  table_mutex.lock();
+  std::atomic<File*>* t = table.load();
+  for (int fd = 0; t != nullptr && fd <= highest_attached.load(); ++fd) {
+    File* f = t[fd].load();
+    if (f != nullptr && f->position_mutex.try_lock()) {
+      sys::lseek(fd, f->position, SEEK_SET);
+      f->position_mutex.unlock();
+    }
+  }
+  Connection::LockForFork();
+}
+
+void ForkParent() {
+  Connection::UnlockAfterFork(false);
+  table_mutex.unlock();
+}
+
+// The child inherited leases that the parent's listener answers for: a
+// revocation drains the parent's stores, not the child's. So the child
+// forgets them; its data calls fall back, and attaching again connects anew.
+void ForkChild() {
+  Connection::UnlockAfterFork(true);
+  std::atomic<File*>* t = table.load();
+  for (int fd = 0; t != nullptr && fd <= highest_attached.load(); ++fd) {
+    if (File* f = t[fd].load()) {
+      f->lease.store(nullptr);
+      f->inflight.store(0);  // counted by threads the child does not have
+    }
+  }
+  table_mutex.unlock();
+}
+
+std::atomic<File*>* MakeTable() {
+  static std::once_flag fork_handlers;  // before the table, and not under its lock
+  std::call_once(fork_handlers, [] { pthread_atfork(ForkPrepare, ForkParent, ForkChild); });
+  std::lock_guard lock(table_mutex);
+  if (std::atomic<File*>* t = table.load(std::memory_order_acquire)) return t;
+  size_t entries = kMaxTable;
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_max != RLIM_INFINITY) {
+    entries = std::min<size_t>(std::max<rlim_t>(limit.rlim_max, 1024), kMaxTable);
+  }
+  // Zero pages are null pointers: the entries need no constructor, and the
+  // pages no memory until an attach touches them.
+  void* memory = mmap(nullptr, entries * sizeof(std::atomic<File*>), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (memory == MAP_FAILED) return nullptr;
+  table_size.store(entries, std::memory_order_relaxed);
+  table.store(static_cast<std::atomic<File*>*>(memory), std::memory_order_release);
+  return static_cast<std::atomic<File*>*>(memory);
+}
+
+std::atomic<File*>* Slot(int fd) {
+  std::atomic<File*>* t = table.load(std::memory_order_acquire);
+  if (t == nullptr || fd < 0) return nullptr;
+  if (static_cast<size_t>(fd) >= table_size.load(std::memory_order_relaxed)) return nullptr;
+  return &t[fd];
+}
+
+File* Find(int fd) {
+  std::atomic<File*>* slot = Slot(fd);
+  return slot != nullptr ? slot->load(std::memory_order_acquire) : nullptr;
+}
+
+File* TakeOut(int fd) {
+  std::atomic<File*>* slot = Slot(fd);
+  if (slot == nullptr) return nullptr;
+  std::lock_guard lock(table_mutex);
+  return slot->exchange(nullptr);
+}
+
+// Gives up f's lease; hands the position back to the kernel when the
+// descriptor is still f's (not when it was closed and reused behind us).
+void Drop(File* f, bool hand_back_position) {
+  const int saved = errno;
+  f->connection->Detach(f);
+  if (hand_back_position) {
+    std::lock_guard lock(f->position_mutex);
+    sys::lseek(f->fd, f->position, SEEK_SET);
+  }
+  Unhold(f);
+  errno = saved;
+}
+
+// A data call found no lease: asks for one, at most once a second, without
+// waiting; the call itself falls back. Leaves errno and nsf_errmsg alone:
+// the caller's call has not failed.
+void AskAgainIfDue(File* f) {
+  if (f->lease.load(std::memory_order_relaxed) != nullptr || !f->connection->Usable()) return;
+  const int64_t now = MonotonicNs();
+  int64_t due = f->next_ask_ns.load(std::memory_order_relaxed);
+  if (now < due || !f->next_ask_ns.compare_exchange_strong(due, now + kAskIntervalNs)) return;
+  const int saved_errno = errno;
+  std::string saved_message = last_error;
+  f->connection->AskForLease(f, false);
+  last_error = std::move(saved_message);
+  errno = saved_errno;
+}
+
+// The direct copy between buf and the mapping, if f's lease covers all of
+// [offset, offset+count); false to fall back. See File for why the counter
+// is raised before the lease is loaded.
+bool CopyDirect(File* f, void* buf, size_t count, off_t offset, bool write) {
+  if (offset < 0 || count > SSIZE_MAX) return false;
+  f->inflight.fetch_add(1);
+  const Lease* lease = f->lease.load();
+  auto* bytes = static_cast<uint8_t*>(buf);
+  auto copy = [&](uint64_t device_offset, uint64_t at, uint64_t length) {
+    const DeviceMapping& device = *lease->mapping;
+    if (write) return device.Store(device_offset, bytes + at, length);
+    std::memcpy(bytes + at, device.base() + device_offset, length);
+    return true;
+  };
+  const bool done = lease != nullptr && (!write || lease->writable) &&
+                    lease->ForEachPiece(static_cast<uint64_t>(offset), count, copy);
+  if (done && write && !f->wrote.load(std::memory_order_relaxed)) f->wrote.store(true);
+  f->inflight.fetch_sub(1);
+  return done;
+}
+
+ssize_t ReadAt(File* f, void* buf, size_t count, off_t offset) {
+  if (f->can_read && CopyDirect(f, buf, count, offset, false)) {
+    Count(counters.direct_reads);
+    return static_cast<ssize_t>(count);
+  }
+  AskAgainIfDue(f);
+  Count(counters.fallback_reads);
+  return sys::pread(f->fd, buf, count, offset);
+}
+
+ssize_t WriteAt(File* f, const void* buf, size_t count, off_t offset) {
+  // pwrite(2) on an O_APPEND descriptor appends (Linux): the kernel's.
+  if (f->can_write && !f->append && CopyDirect(f, const_cast<void*>(buf), count, offset, true)) {
+    Count(counters.direct_writes);
+    return static_cast<ssize_t>(count);
+  }
+  AskAgainIfDue(f);
+  Count(counters.fallback_writes);
+  return sys::pwrite(f->fd, buf, count, offset);
+}
+
+int NotAttached() { return Fail(EBADF, "the descriptor is not attached to libnosyncfs"); }
+
+}  // namespace
+
+int Fail(int error, std::string message) {
+  last_error = std::move(message);
+  errno = error;
+  return -1;
+}
+
+}  // namespace nsf
+
+using namespace nsf;
+
+extern "C" {
+
+int nsf_open(const char* path, int flags, ...) {
+  mode_t mode = 0;
+  if ((flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE) {
+    va_list args;
+    va_start(args, flags);
+    mode = static_cast<mode_t>(va_arg(args, int));
+    va_end(args);
+  }
+  const int fd = sys::openat(AT_FDCWD, path, flags, mode);
+  if (fd < 0) return Fail(errno, std::string(path ? path : "(null)") + ": " + std::strerror(errno));
+  if (nsf_attach(fd) != 0) {
+    const int error = errno;
+    sys::close(fd);
+    errno = error;
+    return -1;
+  }
+  return fd;
+}
+
+int nsf_attach(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return Fail(errno, std::string("fstat: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return Fail(ENOTSUP, "only regular files have direct access");
+  if (File* old = Find(fd)) {
+    const bool same_file = old->dev == st.st_dev && old->ino == st.st_ino;
+    if (same_file && old->connection->Usable()) return 0;
+    // A stale entry (the descriptor was closed with close(2) and reused),
+    // or a connection that ended: attaching again starts afresh.
+    if (File* taken = TakeOut(fd)) Drop(taken, same_file);
+  }
+  std::atomic<File*>* t = table.load(std::memory_order_acquire);
+  if (t == nullptr && (t = MakeTable()) == nullptr) {
+    return Fail(ENOMEM, "cannot make the library's descriptor table");
+  }
+  if (static_cast<size_t>(fd) >= table_size.load(std::memory_order_relaxed)) {
+    return Fail(EMFILE, "the descriptor is past the library's table (the hard RLIMIT_NOFILE "
+                        "at the first attach)");
+  }
+
+  char value[sizeof(sockaddr_un::sun_path)];
+  const ssize_t n = fgetxattr(fd, NSF_DIRECT_XATTR, value, sizeof value);
+  if (n < 0) {
+    const int error = errno;
+    if (error == ENODATA || error == ENOTSUP || error == EOPNOTSUPP) {
+      return Fail(ENOTSUP, "not a nosyncfs file (it has no " NSF_DIRECT_XATTR " attribute)");
+    }
+    return Fail(error == ERANGE ? EPROTO : error,
+                std::string("cannot read " NSF_DIRECT_XATTR ": ") + std::strerror(error));
+  }
+  const std::string socket_path(value, static_cast<size_t>(n));
+  if (socket_path == "off") {
+    return Fail(EPERM, "the mount does not allow direct access (mount option direct=)");
+  }
+  std::shared_ptr<Connection> connection = Connection::For(socket_path);
+  if (connection == nullptr) return -1;
+
+  const int flags = fcntl(fd, F_GETFL);
+  const off_t position = sys::lseek(fd, 0, SEEK_CUR);
+  File* f = new File(fd, connection);
+  f->dev = st.st_dev;
+  f->ino = st.st_ino;
+  f->can_read = (flags & O_ACCMODE) != O_WRONLY;
+  f->can_write = (flags & O_ACCMODE) != O_RDONLY;
+  f->append = (flags & O_APPEND) != 0;
+  f->position = position < 0 ? 0 : position;
+
+  // A file with no NF extents yet attaches; its data calls ask again.
+  if (connection->AskForLease(f, true) != 0 && errno != ENODATA) {
+    const int error = errno;
+    Drop(f, false);
+    errno = error;
+    return -1;
+  }
+  File* expected = nullptr;
+  bool published;
+  {
+    std::lock_guard lock(table_mutex);
+    published = t[fd].compare_exchange_strong(expected, f);
+    if (published && fd > highest_attached.load()) highest_attached.store(fd);
+  }
+  if (!published) Drop(f, false);  // another thread attached it meanwhile
+  return 0;
+}
+
+int nsf_detach(int fd) {
+  File* f = TakeOut(fd);
+  if (f == nullptr) return NotAttached();
+  Drop(f, true);
+  return 0;
+}
+
+int nsf_close(int fd) {
+  if (File* f = TakeOut(fd)) Drop(f, true);  // a dup of fd goes on at this position
+  if (sys::close(fd) != 0) return Fail(errno, std::string("close: ") + std::strerror(errno));
+  return 0;
+}
+
+ssize_t nsf_pread(int fd, void* buf, size_t count, off_t offset) {
+  File* f = Find(fd);
+  return f != nullptr ? ReadAt(f, buf, count, offset) : sys::pread(fd, buf, count, offset);
+}
+
+ssize_t nsf_pwrite(int fd, const void* buf, size_t count, off_t offset) {
+  File* f = Find(fd);
+  return f != nullptr ? WriteAt(f, buf, count, offset) : sys::pwrite(fd, buf, count, offset);
+}
+
+ssize_t nsf_read(int fd, void* buf, size_t count) {
+  File* f = Find(fd);
+  if (f == nullptr) return sys::read(fd, buf, count);
+  std::lock_guard lock(f->position_mutex);
+  const ssize_t n = ReadAt(f, buf, count, f->position);
+  if (n > 0) f->position += n;
+  return n;
+}
+
+ssize_t nsf_write(int fd, const void* buf, size_t count) {
+  File* f = Find(fd);
+  if (f == nullptr) return sys::write(fd, buf, count);
+  std::lock_guard lock(f->position_mutex);
+  if (f->append) {  // the kernel puts it at the end, and says where that was
+    Count(counters.fallback_writes);
+    const ssize_t n = sys::write(fd, buf, count);
+    const int error = errno;
+    const off_t position = sys::lseek(fd, 0, SEEK_CUR);
+    if (position >= 0) f->position = position;
+    errno = error;
+    return n;
+  }
+  const ssize_t n = WriteAt(f, buf, count, f->position);
+  if (n > 0) f->position += n;
+  return n;
+}
+
+off_t nsf_lseek(int fd, off_t offset, int whence) {
+  File* f = Find(fd);
+  if (f == nullptr) return sys::lseek(fd, offset, whence);
+  std::lock_guard lock(f->position_mutex);
+  off_t position;
+  if (whence == SEEK_SET) {
+    position = offset;
+  } else if (whence == SEEK_CUR) {
+    if (__builtin_add_overflow(f->position, offset, &position)) {
+      return Fail(EOVERFLOW, "lseek: the position would overflow");
+    }
+  } else {  // SEEK_END, SEEK_DATA, SEEK_HOLE: the file system knows
+    position = sys::lseek(fd, offset, whence);
+    if (position < 0) return Fail(errno, std::string("lseek: ") + std::strerror(errno));
+  }
+  if (position < 0) return Fail(EINVAL, "lseek: a negative position");
+  f->position = position;
+  return position;
+}
+
+int nsf_map(int fd, off_t offset, size_t length, void** addr) {
+  File* f = Find(fd);
+  if (f == nullptr) return NotAttached();
+  if (addr == nullptr) return Fail(EINVAL, "nsf_map: addr is NULL");
+  bool mapped = false, leased = false;
+  f->inflight.fetch_add(1);  // keeps the lease from being freed while it is read
+  if (const Lease* lease = f->lease.load()) {
+    leased = true;
+    const auto off = static_cast<uint64_t>(offset);
+    const nsf_extent* e = offset < 0 ? nullptr : lease->ExtentHolding(off, length);
+    if (e != nullptr && off <= lease->size && length <= lease->size - off) {
+      *addr = lease->mapping->base() + e->device_offset + (off - e->file_offset);
+      mapped = true;
+    }
+  }
+  f->inflight.fetch_sub(1);
+  if (mapped) return 0;
+  return Fail(ENODATA, leased ? "the range is not wholly inside one leased NF extent"
+                              : "the file holds no lease now");
+}
+
+int nsf_persist(const void* addr, size_t length) {
+  const int error = PersistMappedRange(addr, length);
+  if (error == EINVAL) return Fail(EINVAL, "the range is in no device mapping of libnosyncfs");
+  if (error != 0) return Fail(error, std::string("persist: ") + std::strerror(error));
+  return 0;
+}
+
+int nsf_map_valid(int fd, off_t offset, size_t length) {
+  File* f = Find(fd);
+  if (f == nullptr || offset < 0) return 0;
+  f->inflight.fetch_add(1);
+  const Lease* lease = f->lease.load();
+  const auto off = static_cast<uint64_t>(offset);
+  const bool valid = lease != nullptr && lease->ExtentHolding(off, length) != nullptr &&
+                     off <= lease->size && length <= lease->size - off;
+  f->inflight.fetch_sub(1);
+  return valid ? 1 : 0;
+}
+
+int nsf_refresh(int fd) {
+  File* f = Find(fd);
+  if (f == nullptr) return NotAttached();
+  return f->connection->AskForLease(f, true);
+}
+
+void nsf_on_revoke(nsf_revoke_fn fn, void* arg) { Connection::SetRevokeCallback(fn, arg); }
+
+const char* nsf_errmsg(void) { return last_error.c_str(); }
+
+void nsf_get_counters(struct nsf_counters* out) {
+  if (out == nullptr) return;
+  out->direct_reads = counters.direct_reads.load(std::memory_order_relaxed);
+  out->direct_writes = counters.direct_writes.load(std::memory_order_relaxed);
+  out->fallback_reads = counters.fallback_reads.load(std::memory_order_relaxed);
+  out->fallback_writes = counters.fallback_writes.load(std::memory_order_relaxed);
+  out->leases_granted = counters.leases_granted.load(std::memory_order_relaxed);
+  out->leases_revoked = counters.leases_revoked.load(std::memory_order_relaxed);
+}
+
+int nsf_internal_attached(int fd) { return Find(fd) != nullptr ? 1 : 0; }
+
+void nsf_internal_sync_position(int fd) {
+  File* f = Find(fd);
+  if (f == nullptr) return;
+  const int saved = errno;
+  std::lock_guard lock(f->position_mutex);
+  sys::lseek(fd, f->position, SEEK_SET);
+  errno = saved;
+}
+
+}  // extern "C"

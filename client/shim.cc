@@ -1,0 +1,202 @@
+// LD_PRELOAD=libnosyncfs_shim.so: direct access for unmodified programs.
+//
+// Every regular file the program opens on a FUSE mount is attached (errors
+// ignored: the file then simply goes through FUSE), and the data calls of
+// attached descriptors go to nsf_*; everything else goes to the next
+// definition, libc's, found with dlsym(RTLD_NEXT). The library never calls
+// back into these wrappers: it makes its own system calls with syscall(2)
+// (client/syscalls.h), so there is no recursion.
+//
+// Safe before main and from any thread: each libc function is looked up
+// on first use (a benign race: every thread finds the same pointer).
+#undef _FORTIFY_SOURCE  // the wrappers must be plain definitions of these names
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "client/internal.h"
+#include "client/nosyncfs.h"
+
+#ifndef FUSE_SUPER_MAGIC
+#define FUSE_SUPER_MAGIC 0x65735546
+#endif
+
+#define NSF_INTERPOSE extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+// The wrapped functions' types, spelled out: decltype(&::open) would carry
+// the declarations' attributes, which a template argument drops (warning).
+using OpenFn = int (*)(const char*, int, ...);
+using OpenatFn = int (*)(int, const char*, int, ...);
+using PreadFn = ssize_t (*)(int, void*, size_t, off_t);
+using PwriteFn = ssize_t (*)(int, const void*, size_t, off_t);
+using ReadFn = ssize_t (*)(int, void*, size_t);
+using WriteFn = ssize_t (*)(int, const void*, size_t);
+using LseekFn = off_t (*)(int, off_t, int);
+using CloseFn = int (*)(int);
+using DupFn = int (*)(int);
+using Dup2Fn = int (*)(int, int);
+using FcntlFn = int (*)(int, int, ...);
+using Dup3Fn = int (*)(int, int, int);
+
+// libc's definition of `name`, looked up once.
+template <typename Fn>
+Fn Next(std::atomic<Fn>& cache, const char* name) {
+  Fn fn = cache.load(std::memory_order_relaxed);
+  if (fn == nullptr) {
+    fn = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+    cache.store(fn, std::memory_order_relaxed);
+  }
+  return fn;
+}
+#define NEXT(Fn, name)                   \
+  ([] {                                  \
+    static std::atomic<Fn> cache{nullptr}; \
+    return Next(cache, #name);           \
+  }())
+
+bool TakesMode(int flags) { return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE; }
+
+// Attaches fd if it is a regular file on some FUSE mount; the attach asks
+// the mount whether it is nosyncfs. The statfs spares every other file the
+// attribute lookup. The caller's errno is the open's.
+int Opened(int fd, int flags) {
+  if (fd < 0 || (flags & O_PATH) != 0) return fd;
+  const int saved = errno;
+  struct statfs fs;
+  if (fstatfs(fd, &fs) == 0 && fs.f_type == FUSE_SUPER_MAGIC) nsf_attach(fd);
+  errno = saved;
+  return fd;
+}
+
+}  // namespace
+
+#define MODE_ARG(flags)                     \
+  mode_t mode = 0;                          \
+  if (TakesMode(flags)) {                   \
+    va_list args;                           \
+    va_start(args, flags);                  \
+    mode = static_cast<mode_t>(va_arg(args, int)); \
+    va_end(args);                           \
+  }
+
+NSF_INTERPOSE int open(const char* path, int flags, ...) {
+  MODE_ARG(flags);
+  return Opened(NEXT(OpenFn, open)(path, flags, mode), flags);
+}
+NSF_INTERPOSE int open64(const char* path, int flags, ...) {
+  MODE_ARG(flags);
+  return Opened(NEXT(OpenFn, open64)(path, flags, mode), flags);
+}
+NSF_INTERPOSE int openat(int dirfd, const char* path, int flags, ...) {
+  MODE_ARG(flags);
+  return Opened(NEXT(OpenatFn, openat)(dirfd, path, flags, mode), flags);
+}
+NSF_INTERPOSE int openat64(int dirfd, const char* path, int flags, ...) {
+  MODE_ARG(flags);
+  return Opened(NEXT(OpenatFn, openat64)(dirfd, path, flags, mode), flags);
+}
+
+NSF_INTERPOSE int close(int fd) {
+  if (nsf_internal_attached(fd)) return nsf_close(fd);
+  return NEXT(CloseFn, close)(fd);
+}
+
+NSF_INTERPOSE ssize_t pread(int fd, void* buf, size_t count, off_t offset) {
+  if (nsf_internal_attached(fd)) return nsf_pread(fd, buf, count, offset);
+  return NEXT(PreadFn, pread)(fd, buf, count, offset);
+}
+NSF_INTERPOSE ssize_t pread64(int fd, void* buf, size_t count, off64_t offset) {
+  if (nsf_internal_attached(fd)) return nsf_pread(fd, buf, count, offset);
+  return NEXT(PreadFn, pread64)(fd, buf, count, offset);
+}
+NSF_INTERPOSE ssize_t pwrite(int fd, const void* buf, size_t count, off_t offset) {
+  if (nsf_internal_attached(fd)) return nsf_pwrite(fd, buf, count, offset);
+  return NEXT(PwriteFn, pwrite)(fd, buf, count, offset);
+}
+NSF_INTERPOSE ssize_t pwrite64(int fd, const void* buf, size_t count, off64_t offset) {
+  if (nsf_internal_attached(fd)) return nsf_pwrite(fd, buf, count, offset);
+  return NEXT(PwriteFn, pwrite64)(fd, buf, count, offset);
+}
+NSF_INTERPOSE ssize_t read(int fd, void* buf, size_t count) {
+  if (nsf_internal_attached(fd)) return nsf_read(fd, buf, count);
+  return NEXT(ReadFn, read)(fd, buf, count);
+}
+NSF_INTERPOSE ssize_t write(int fd, const void* buf, size_t count) {
+  if (nsf_internal_attached(fd)) return nsf_write(fd, buf, count);
+  return NEXT(WriteFn, write)(fd, buf, count);
+}
+NSF_INTERPOSE off_t lseek(int fd, off_t offset, int whence) {
+  if (nsf_internal_attached(fd)) return nsf_lseek(fd, offset, whence);
+  return NEXT(LseekFn, lseek)(fd, offset, whence);
+}
+NSF_INTERPOSE off64_t lseek64(int fd, off64_t offset, int whence) {
+  if (nsf_internal_attached(fd)) return nsf_lseek(fd, offset, whence);
+  return NEXT(LseekFn, lseek64)(fd, offset, whence);
+}
+
+// A copy of an attached descriptor is attached too, starting at the
+// original's position (programs such as dd open a file and then move it to
+// another number); after that each keeps its own position, where the
+// kernel would share one. A descriptor that dup2/dup3 replace is closed by
+// the kernel: it is detached first, or its calls would go on using the old
+// file's lease.
+namespace {
+int Copied(int oldfd, int newfd) {
+  if (newfd >= 0 && nsf_internal_attached(oldfd)) {
+    const int saved = errno;
+    nsf_attach(newfd);
+    errno = saved;
+  }
+  return newfd;
+}
+}  // namespace
+
+NSF_INTERPOSE int dup(int oldfd) {
+  nsf_internal_sync_position(oldfd);
+  return Copied(oldfd, NEXT(DupFn, dup)(oldfd));
+}
+NSF_INTERPOSE int dup2(int oldfd, int newfd) {
+  if (oldfd == newfd) return NEXT(Dup2Fn, dup2)(oldfd, newfd);
+  if (nsf_internal_attached(newfd)) nsf_detach(newfd);
+  nsf_internal_sync_position(oldfd);
+  return Copied(oldfd, NEXT(Dup2Fn, dup2)(oldfd, newfd));
+}
+NSF_INTERPOSE int dup3(int oldfd, int newfd, int flags) {
+  if (oldfd != newfd && nsf_internal_attached(newfd)) nsf_detach(newfd);
+  nsf_internal_sync_position(oldfd);
+  return Copied(oldfd, NEXT(Dup3Fn, dup3)(oldfd, newfd, flags));
+}
+// fcntl's third argument is an int or a pointer by command; passed on as a
+// pointer-sized word, as libc's own wrapper reads it.
+namespace {
+int Fcntl(FcntlFn next, int fd, int cmd, void* arg) {
+  const bool dup = cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC;
+  if (dup) nsf_internal_sync_position(fd);
+  const int r = next(fd, cmd, arg);
+  return dup ? Copied(fd, r) : r;
+}
+}  // namespace
+
+NSF_INTERPOSE int fcntl(int fd, int cmd, ...) {
+  va_list args;
+  va_start(args, cmd);
+  void* arg = va_arg(args, void*);
+  va_end(args);
+  return Fcntl(NEXT(FcntlFn, fcntl), fd, cmd, arg);
+}
+NSF_INTERPOSE int fcntl64(int fd, int cmd, ...) {
+  va_list args;
+  va_start(args, cmd);
+  void* arg = va_arg(args, void*);
+  va_end(args);
+  return Fcntl(NEXT(FcntlFn, fcntl64), fd, cmd, arg);
+}

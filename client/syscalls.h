@@ -1,0 +1,47 @@
+// The system calls the library falls back to, made with syscall(2) rather
+// than through libc's functions of the same name.
+//
+// Why: under LD_PRELOAD=libnosyncfs_shim.so the shim defines read, write,
+// pread, pwrite, lseek, open and close, and the dynamic linker binds this
+// library's calls to those names to the shim's definitions (the preloaded
+// object comes first in the lookup scope). The shim routes an attached
+// descriptor back here, so a fallback through ::pwrite would recurse
+// forever. dlsym(RTLD_NEXT) from this library does not help either: under
+// the shim libc is loaded before this library, so "next" would not find it.
+// A raw system call has no name to interpose, and works before main.
+//
+// The price: these are not pthread cancellation points, and LP64 only (the
+// 64-bit offset goes in one register, as on x86_64 and aarch64).
+#ifndef NOSYNCFS_CLIENT_SYSCALLS_H
+#define NOSYNCFS_CLIENT_SYSCALLS_H
+
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+static_assert(sizeof(long) == 8 && sizeof(off_t) == 8, "raw syscalls assume LP64");
+
+namespace nsf::sys {
+
+inline ssize_t pread(int fd, void* buf, size_t n, off_t off) {
+  return ::syscall(SYS_pread64, fd, buf, n, off);
+}
+inline ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
+  return ::syscall(SYS_pwrite64, fd, buf, n, off);
+}
+inline ssize_t read(int fd, void* buf, size_t n) { return ::syscall(SYS_read, fd, buf, n); }
+inline ssize_t write(int fd, const void* buf, size_t n) {
+  return ::syscall(SYS_write, fd, buf, n);
+}
+inline off_t lseek(int fd, off_t off, int whence) {
+  return ::syscall(SYS_lseek, fd, off, whence);
+}
+inline int openat(int dirfd, const char* path, int flags, mode_t mode) {
+  return static_cast<int>(::syscall(SYS_openat, dirfd, path, flags, mode));
+}
+inline int close(int fd) { return static_cast<int>(::syscall(SYS_close, fd)); }
+
+}  // namespace nsf::sys
+
+#endif  // NOSYNCFS_CLIENT_SYSCALLS_H

@@ -1,0 +1,129 @@
+// DirectServer: the daemon's end of direct access (docs/semantics.md,
+// "Direct access"; the messages are in client/FORMAT.md).
+//
+// It listens on a Unix socket that only the users and groups of the
+// direct= mount option may use, hands each client the device (to map) and
+// hands out layout leases: a file's NF extents and size, which the client
+// then reads and writes in place. As the Vfs's LayoutLeases it revokes a
+// lease before the file's mapping or size changes in a way the lease does
+// not survive, and waits for the holder's acknowledgement, at most the
+// lease-break time. A holder that does not answer in time is cut off: it
+// gets no more leases, and every block it was leased is quarantined
+// (Volume::Quarantine) until its connection closes, so no other file can
+// ever be given a block it may still be storing into.
+//
+// Threads: one reads every connection (and never takes a Vfs lock, so an
+// acknowledgement always gets through while a change waits for it); one
+// worker answers lease requests and does the page-cache invalidations (both
+// may wait for a file's lock). Revocations are sent and waited for by the
+// thread making the change.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "fs/layout_leases.h"
+
+namespace nosyncfs {
+
+class Vfs;
+
+struct DirectAccessOptions {
+  // Who may connect: any of these users, or a member of any of these groups.
+  std::vector<uid_t> users;
+  std::vector<gid_t> groups;
+  // How long a holder has to acknowledge a revocation (lease_break=).
+  uint32_t lease_break_ms = 5000;
+  // Where the socket goes (created 0755 if missing).
+  std::string run_dir = "/run/nosyncfs";
+  bool enabled() const { return !users.empty() || !groups.empty(); }
+};
+
+class DirectServer final : public LayoutLeases {
+ public:
+  // Creates the socket RUN_DIR/UUID.sock (mode 0660, owned by the first
+  // user and group allowed) and starts serving. `mountpoint` is stat()ed
+  // on the first lease request, to learn the mount's st_dev: a file
+  // descriptor from another file system gets no lease. `invalidate(ino)`
+  // drops the kernel's cached pages of a file.
+  static Result<std::unique_ptr<DirectServer>> Start(Vfs* vfs, const DirectAccessOptions& options,
+                                                     const std::string& uuid,
+                                                     const std::string& mountpoint,
+                                                     std::function<void(uint64_t)> invalidate);
+  // Revokes every lease (without waiting: nothing changes any more), hangs
+  // up on every client and removes the socket.
+  ~DirectServer() override;
+
+  const std::string& socket_path() const { return socket_path_; }
+
+  bool Leased(uint64_t ino) const override;
+  void BeforeLayoutChange(uint64_t ino, const NfLayout& after) override;
+
+  // "key value" lines for user.nosyncfs.stats.
+  std::string StatsText() const;
+
+ private:
+  struct Connection;
+  struct Lease;
+  struct LeaseRequest;
+
+  DirectServer(Vfs* vfs, DirectAccessOptions options, std::string mountpoint,
+               std::function<void(uint64_t)> invalidate);
+  Status Listen(const std::string& uuid);
+  void ServeConnections();
+  void Accept();
+  // Reads one message; false if the connection must close.
+  bool Receive(const std::shared_ptr<Connection>& conn);
+  bool Welcome(Connection& conn);
+  void CloseConnection(const std::shared_ptr<Connection>& conn, const char* why);
+  void RunWorker();
+  void Post(std::function<void()> job);
+  void Grant(const LeaseRequest& request);
+  bool PeerAllowed(int fd, uid_t* uid, pid_t* pid) const;
+  // Under mu_: drops a lease from both indexes.
+  void DropLeaseLocked(uint64_t lease_id);
+  // Under mu_: no more leases for conn; its leased blocks are quarantined.
+  void CutOffLocked(const std::shared_ptr<Connection>& conn);
+
+  Vfs* vfs_;
+  const DirectAccessOptions options_;
+  const std::string mountpoint_;
+  const std::function<void(uint64_t)> invalidate_;
+  std::string socket_path_;
+  int listen_fd_ = -1;
+  int wake_fd_ = -1;  // eventfd: stop the reader
+  dev_t mount_dev_ = 0;  // worker only; 0 until learned
+  std::atomic<bool> stopping_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable acked_cv_;  // a lease acknowledged or gone
+  std::map<int, std::shared_ptr<Connection>> connections_;  // by fd; reader only
+  std::map<uint64_t, std::unique_ptr<Lease>> leases_;       // by id; mu_
+  std::multimap<uint64_t, uint64_t> leases_by_ino_;         // ino -> id; mu_
+  std::atomic<size_t> lease_count_{0};
+  uint64_t next_lease_ = 1;       // mu_
+  uint64_t next_connection_ = 1;  // reader only
+
+  std::mutex work_mu_;
+  std::condition_variable work_cv_;
+  std::deque<std::function<void()>> work_;  // work_mu_
+
+  std::atomic<uint64_t> connections_total_{0}, grants_{0}, revocations_{0}, cutoffs_{0};
+
+  std::thread reader_;
+  std::thread worker_;
+};
+
+}  // namespace nosyncfs

@@ -1,0 +1,42 @@
+// LayoutLeases: what the Vfs tells whoever hands out direct-access leases
+// (fs/direct_server) about the files it leased.
+//
+// A lease promises a client that the NF extents it was given stay mapped
+// where they are, inside the size it was given. The Vfs does not track
+// leases; it reports every transaction that changes a file's mapping or
+// size (Transaction::layout_changed) to BeforeLayoutChange, with the layout
+// the change leaves, under the file's exclusive lock and before anything is
+// committed. The lease holder then revokes every lease that layout no
+// longer honours, and returns only when its holders have stopped storing,
+// or were cut off and their blocks quarantined (Volume::Quarantine).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace nosyncfs {
+
+// A file's NF extents as a client may use them.
+struct NfLayout {
+  struct Extent {
+    uint64_t file_offset = 0;    // bytes, block-aligned
+    uint64_t length = 0;         // bytes; clipped to the size
+    uint64_t device_offset = 0;  // bytes into the device
+    uint64_t device_block = 0;   // the same, in data-area blocks
+    uint64_t blocks = 0;         // whole blocks the extent covers
+  };
+  uint64_t size = 0;
+  std::vector<Extent> extents;  // sorted by file_offset, not overlapping
+};
+
+class LayoutLeases {
+ public:
+  virtual ~LayoutLeases() = default;
+  // Whether `ino` has a lease now; cheap, from any thread.
+  virtual bool Leased(uint64_t ino) const = 0;
+  // `ino`'s mapping or size is about to become `after` (empty when the file
+  // is destroyed). Called with the file's exclusive lock held.
+  virtual void BeforeLayoutChange(uint64_t ino, const NfLayout& after) = 0;
+};
+
+}  // namespace nosyncfs

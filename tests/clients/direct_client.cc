@@ -1,0 +1,138 @@
+// nsf_direct_client: a process that uses libnosyncfs the way an application
+// would, for the real-mount tests of direct access (tests/posix/direct_test.cc)
+// that need a second process: one that can be killed, stopped, or left
+// writing while the test changes the file under it.
+//
+//   records FILE COUNT SIZE   writes record i (Record(i, SIZE)) at i*SIZE for
+//                             i < COUNT with nsf_pwrite, printing "ack I" after
+//                             each returns, then "done" and waits to be killed
+//   map FILE OFF LEN persist|nopersist
+//                             stores Record(7, LEN) through nsf_map at OFF,
+//                             persists it or not, prints "stored", waits
+//   hold FILE                 attaches, prints "leased" or "no-lease", waits
+//   churn FILE SEED           overwrites random blocks of FILE with nsf_pwrite
+//                             (words of Marked()) until SIGTERM, then prints
+//                             the library's counters as "key value" lines
+//
+// Every line goes out at once (the test reads them as they come).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "client/nosyncfs.h"
+#include "tests/clients/direct_records.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+int Fail(const char* what) {
+  std::printf("error %s: %s (%s)\n", what, std::strerror(errno), nsf_errmsg());
+  std::fflush(stdout);
+  return 1;
+}
+
+void Say(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+[[noreturn]] void WaitForever() {
+  for (;;) pause();
+}
+
+int Records(const char* path, uint64_t count, uint64_t size) {
+  int fd = nsf_open(path, O_RDWR);
+  if (fd < 0) return Fail("nsf_open");
+  for (uint64_t i = 0; i < count; ++i) {
+    std::string rec = nosyncfs::test::Record(i, size);
+    nsf_counters before{}, after{};
+    nsf_get_counters(&before);
+    if (nsf_pwrite(fd, rec.data(), rec.size(), static_cast<off_t>(i * size)) !=
+        static_cast<ssize_t>(size)) {
+      return Fail("nsf_pwrite");
+    }
+    nsf_get_counters(&after);
+    Say("ack " + std::to_string(i) +
+        (after.direct_writes > before.direct_writes ? " direct" : " fallback"));
+  }
+  Say("done");
+  WaitForever();
+}
+
+int Map(const char* path, uint64_t off, uint64_t len, bool persist) {
+  int fd = nsf_open(path, O_RDWR);
+  if (fd < 0) return Fail("nsf_open");
+  void* addr = nullptr;
+  if (nsf_map(fd, static_cast<off_t>(off), len, &addr) != 0) return Fail("nsf_map");
+  std::string rec = nosyncfs::test::Record(7, len);
+  std::memcpy(addr, rec.data(), len);
+  if (persist && nsf_persist(addr, len) != 0) return Fail("nsf_persist");
+  Say("stored");
+  WaitForever();
+}
+
+int Hold(const char* path) {
+  int fd = nsf_open(path, O_RDWR);
+  if (fd < 0) return Fail("nsf_open");
+  Say(nsf_map_valid(fd, 0, 1) ? "leased" : "no-lease");
+  WaitForever();
+}
+
+int Churn(const char* path, uint64_t seed) {
+  signal(SIGTERM, [](int) { g_stop = true; });
+  int fd = nsf_open(path, O_RDWR);
+  if (fd < 0) return Fail("nsf_open");
+  constexpr uint64_t kBlock = 4096;
+  std::vector<uint64_t> words(kBlock / 8);
+  std::mt19937_64 rng(seed);
+  Say("started");
+  uint64_t writes = 0, errors = 0;
+  while (!g_stop) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return Fail("fstat");
+    const uint64_t blocks = static_cast<uint64_t>(st.st_size) / kBlock;
+    if (blocks == 0) {
+      usleep(100);
+      continue;
+    }
+    for (size_t i = 0; i < words.size(); ++i) words[i] = nosyncfs::test::Marked(writes, i);
+    const uint64_t off = (rng() % blocks) * kBlock;
+    // Inside the size seen a moment ago: a truncate in between makes it an
+    // extending write through FUSE, which is fine.
+    if (nsf_pwrite(fd, words.data(), kBlock, static_cast<off_t>(off)) < 0) ++errors;
+    ++writes;
+  }
+  nsf_counters c{};
+  nsf_get_counters(&c);
+  Say("writes " + std::to_string(writes));
+  Say("errors " + std::to_string(errors));
+  Say("direct_writes " + std::to_string(c.direct_writes));
+  Say("fallback_writes " + std::to_string(c.fallback_writes));
+  Say("leases_granted " + std::to_string(c.leases_granted));
+  Say("leases_revoked " + std::to_string(c.leases_revoked));
+  return nsf_close(fd) == 0 ? 0 : Fail("nsf_close");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  auto num = [&](int i) { return std::strtoull(argv[i], nullptr, 0); };
+  if (mode == "records" && argc == 5) return Records(argv[2], num(3), num(4));
+  if (mode == "map" && argc == 6) return Map(argv[2], num(3), num(4), std::string(argv[5]) == "persist");
+  if (mode == "hold" && argc == 3) return Hold(argv[2]);
+  if (mode == "churn" && argc == 4) return Churn(argv[2], num(3));
+  std::fprintf(stderr, "usage: see the comment at the top of direct_client.cc\n");
+  return 2;
+}

@@ -1,0 +1,684 @@
+// Direct access through libnosyncfs on a real mount (docs/semantics.md,
+// "Direct access"): writes inside NF extents reach the device without a
+// FUSE request and are durable on return; everything else goes through
+// FUSE; only the direct= principals get it; leases are revoked before the
+// file's layout changes, under load too; a client that does not answer is
+// cut off and its blocks quarantined; and kill -9 of daemon and client
+// keeps every acknowledged direct write and loses every unpersisted store.
+// Processes that must be stopped or killed are tests/clients/direct_client.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/nosyncfs.h"
+#include "client/protocol.h"
+#include "tests/clients/direct_records.h"
+#include "tests/harness/mount_fixture.h"
+#include "tests/harness/posix_util.h"
+
+extern char** environ;
+
+namespace nosyncfs::test {
+namespace {
+
+constexpr uint64_t kBlock = 4096;
+constexpr char kDirect[] = "emulate=strict,direct=root";
+
+nsf_counters Counters() {
+  nsf_counters c{};
+  nsf_get_counters(&c);
+  return c;
+}
+
+uint64_t Stat(const TestVolume& v, const std::string& key) {
+  auto stats = MountStats(v.mountpoint());
+  INFO("statistic " << key);
+  REQUIRE(stats.count(key) == 1);
+  return stats.at(key);
+}
+
+void SetNosync(const std::string& path, const std::string& ranges) {
+  INFO("setfattr user.nosync=" << ranges << " on " << path);
+  REQUIRE(setxattr(path.c_str(), "user.nosync", ranges.data(), ranges.size(), 0) == 0);
+}
+
+// A file of `size` bytes of Pattern(seed), flagged NF over `ranges`.
+void MakeNfFile(const std::string& path, uint64_t size, uint64_t seed,
+                const std::string& ranges = "all") {
+  WriteFile(path, Pattern(seed, size));
+  SetNosync(path, ranges);
+}
+
+// Every extent's device offset in user.nosync.extents, as [start, end).
+std::vector<std::pair<uint64_t, uint64_t>> DeviceRanges(const std::string& path) {
+  char buf[65536];
+  ssize_t n = getxattr(path.c_str(), "user.nosync.extents", buf, sizeof(buf));
+  REQUIRE(n >= 0);
+  std::istringstream in(std::string(buf, static_cast<size_t>(n)));
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    uint64_t logical = 0, length = 0, device = 0;
+    if (fields >> logical >> length >> device) out.push_back({device, device + length});
+  }
+  return out;
+}
+
+// A running nsf_direct_client, its stdout read line by line. The destructor
+// kills it (SIGKILL; it is ours) and reaps it, in every outcome.
+class Client {
+ public:
+  explicit Client(const std::vector<std::string>& args,
+                  const std::vector<std::string>& prefix = {}) {
+    std::vector<std::string> argv = prefix;
+    argv.push_back(BinPath("nsf_direct_client"));
+    argv.insert(argv.end(), args.begin(), args.end());
+    int fds[2];
+    REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    int rc = posix_spawnp(&pid_, cargv[0], &actions, nullptr, cargv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    out_ = fds[0];
+    REQUIRE(rc == 0);
+  }
+  ~Client() {
+    Kill(SIGKILL);
+    if (out_ >= 0) ::close(out_);
+  }
+  pid_t pid() const { return pid_; }
+  void Signal(int sig) const {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  void Kill(int sig) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    if (sig == SIGKILL) ::kill(pid_, SIGCONT);
+    auto status = WaitChild(pid_, std::chrono::seconds(20));
+    if (status) pid_ = -1;
+  }
+  // The next line, or "" at EOF or after `timeout`.
+  std::string Line(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto nl = buffered_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buffered_.substr(0, nl);
+        buffered_.erase(0, nl + 1);
+        lines_.push_back(line);
+        return line;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return "";
+      pollfd p{out_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buf[4096];
+      ssize_t n = ::read(out_, buf, sizeof(buf));
+      if (n <= 0) return "";
+      buffered_.append(buf, static_cast<size_t>(n));
+    }
+  }
+  // Reads lines until one starts with `prefix`; returns it ("" on timeout).
+  std::string LineStarting(const std::string& prefix,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    for (;;) {
+      std::string line = Line(timeout);
+      if (line.empty() || line.rfind(prefix, 0) == 0) return line;
+    }
+  }
+  // Every line read so far, then whatever else arrives until EOF.
+  std::map<std::string, uint64_t> KeyValuesToEof() {
+    std::map<std::string, uint64_t> out;
+    for (std::string line = Line(); !line.empty(); line = Line()) {
+      std::istringstream in(line);
+      std::string key;
+      uint64_t value = 0;
+      if (in >> key >> value) out[key] = value;
+    }
+    return out;
+  }
+  const std::vector<std::string>& lines() const { return lines_; }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  std::string buffered_;
+  std::vector<std::string> lines_;
+};
+
+}  // namespace
+
+TEST_CASE("direct: writes inside NF extents reach the device without FUSE and are durable",
+          "[direct]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string f = v.Path("f");
+  MakeNfFile(f, 256 * 1024, 1);
+  const nsf_counters before = Counters();
+  int fd = nsf_open(f.c_str(), O_RDWR);
+  INFO("nsf_open: " << nsf_errmsg());
+  REQUIRE(fd >= 0);
+  const uint64_t writes_before = Stat(v, "requests_write");
+  const uint64_t grants_before = Stat(v, "direct_grants");
+  CHECK(grants_before == 1);
+  const timespec t0 = CoarseNow();
+  WaitClockPast(t0);
+
+  const std::string a = Pattern(2, kBlock), b = Pattern(3, 64 * 1024, 100 * 1024);
+  CHECK(nsf_pwrite(fd, a.data(), a.size(), 8 * 1024) == static_cast<ssize_t>(a.size()));
+  CHECK(nsf_pwrite(fd, b.data(), b.size(), 100 * 1024) == static_cast<ssize_t>(b.size()));
+  std::string back(b.size(), '\0');
+  CHECK(nsf_pread(fd, back.data(), back.size(), 100 * 1024) == static_cast<ssize_t>(b.size()));
+  CHECK(FirstMismatch(back, b) == "");
+  const nsf_counters after = Counters();
+  CHECK(after.direct_writes - before.direct_writes == 2);
+  CHECK(after.fallback_writes == before.fallback_writes);
+  CHECK(after.direct_reads - before.direct_reads == 1);
+  // Not one write request reached the daemon.
+  CHECK(Stat(v, "requests_write") == writes_before);
+
+  // Another descriptor, through FUSE, reads what the library wrote.
+  {
+    Fd other = MustOpen(f, O_RDONLY);
+    CHECK(FirstMismatch(MustPread(other.get(), a.size(), 8 * 1024), a) == "");
+    CHECK(FirstMismatch(MustPread(other.get(), b.size(), 100 * 1024), b) == "");
+  }
+  // Closing tells the daemon that the file was written: mtime moves.
+  REQUIRE(nsf_close(fd) == 0);
+  CHECK(WaitUntil([&] { return t0 < MustStat(f).st_mtim; }));
+  CHECK(Stat(v, "direct_leases") == 0);
+
+  // Power loss: acknowledged direct writes are durable.
+  v.KillDaemon();
+  v.Mount(kDirect);
+  std::string expect = Pattern(1, 256 * 1024);
+  expect.replace(8 * 1024, a.size(), a);
+  expect.replace(100 * 1024, b.size(), b);
+  CHECK(FirstMismatch(ReadFile(f), expect) == "");
+  v.Unmount();
+  ExpectFsckClean(v);
+}
+
+TEST_CASE("direct: what the lease does not cover goes through FUSE", "[direct]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string f = v.Path("f");
+  // [0, 32K) NF; [32K, 64K) a hole; [64K, 68K) unflagged data; size 96K.
+  MakeNfFile(f, 32 * 1024, 1);
+  {
+    Fd w = MustOpen(f, O_WRONLY);
+    MustPwrite(w.get(), Pattern(1, kBlock, 64 * 1024), 64 * 1024);
+    REQUIRE(ftruncate(w.get(), 96 * 1024) == 0);
+  }
+  int fd = nsf_open(f.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  std::string expect = ReadFile(f);
+  auto write = [&](uint64_t off, uint64_t len, uint64_t seed) {
+    const std::string data = Pattern(seed, len, off);
+    REQUIRE(nsf_pwrite(fd, data.data(), len, static_cast<off_t>(off)) ==
+            static_cast<ssize_t>(len));
+    if (expect.size() < off + len) expect.resize(off + len, '\0');
+    expect.replace(off, len, data);
+  };
+  struct Case {
+    const char* what;
+    uint64_t off, len;
+    bool direct;
+  } cases[] = {
+      {"inside the NF extent", 4 * 1024, kBlock, true},
+      {"into unflagged data", 64 * 1024, kBlock, false},
+      {"into a hole", 40 * 1024, kBlock, false},
+      {"partly inside the NF extent", 28 * 1024, 8 * 1024, false},
+      {"past the end of the file", 96 * 1024, kBlock, false},
+  };
+  uint64_t seed = 10;
+  for (const Case& c : cases) {
+    INFO(c.what);
+    const uint64_t writes = Stat(v, "requests_write");
+    const nsf_counters before = Counters();
+    write(c.off, c.len, seed++);
+    const nsf_counters after = Counters();
+    CHECK(after.direct_writes - before.direct_writes == (c.direct ? 1u : 0u));
+    CHECK(Stat(v, "requests_write") - writes == (c.direct ? 0u : 1u));
+  }
+  CHECK(MustStat(f).st_size == 100 * 1024);
+  CHECK(FirstMismatch(ReadFile(f), expect) == "");
+
+  // read/write at the position, which the library keeps and hands back.
+  CHECK(nsf_lseek(fd, 4096, SEEK_SET) == 4096);
+  const std::string small = Pattern(30, 100, 4096);
+  CHECK(nsf_write(fd, small.data(), small.size()) == 100);
+  CHECK(nsf_lseek(fd, 0, SEEK_CUR) == 4196);
+  char c = 0;
+  CHECK(nsf_read(fd, &c, 1) == 1);
+  CHECK(c == expect[4196]);
+  CHECK(nsf_lseek(fd, -10, SEEK_END) == 100 * 1024 - 10);
+  CHECK(nsf_lseek(fd, 0, SEEK_SET) == 0);
+  CHECK(nsf_lseek(fd, 4197, SEEK_SET) == 4197);
+  REQUIRE(nsf_detach(fd) == 0);
+  CHECK(lseek(fd, 0, SEEK_CUR) == 4197);
+  ::close(fd);
+  expect.replace(4096, small.size(), small);
+  CHECK(FirstMismatch(ReadFile(f), expect) == "");
+
+  // A read-only descriptor reads in place; its writes fail as pwrite(2)'s do.
+  int ro = nsf_open(f.c_str(), O_RDONLY);
+  REQUIRE(ro >= 0);
+  const nsf_counters before = Counters();
+  std::string got(kBlock, '\0');
+  CHECK(nsf_pread(ro, got.data(), got.size(), 0) == static_cast<ssize_t>(kBlock));
+  CHECK(FirstMismatch(got, expect.substr(0, kBlock)) == "");
+  CHECK(Counters().direct_reads - before.direct_reads == 1);
+  CHECK(ErrnoOf(nsf_pwrite(ro, got.data(), got.size(), 0)) == EBADF);
+  CHECK(nsf_close(ro) == 0);
+  v.Unmount();
+  ExpectFsckClean(v);
+}
+
+TEST_CASE("direct: only the users and groups of direct= get direct access", "[direct]") {
+  TestVolume v;
+  const std::string f = v.Path("f");
+  SECTION("a mount without direct= refuses, with a reason") {
+    v.Mount("emulate=strict");
+    MakeNfFile(f, 64 * 1024, 1);
+    Fd fd = MustOpen(f, O_RDWR);
+    CHECK(ErrnoOf(nsf_attach(fd.get())) == EPERM);
+    CHECK(Contains(nsf_errmsg(), "direct="));
+    CHECK(ErrnoOf(nsf_open(f.c_str(), O_RDWR)) == EPERM);
+    // The data calls still work, through FUSE.
+    const std::string data = Pattern(2, kBlock);
+    CHECK(nsf_pwrite(fd.get(), data.data(), data.size(), 0) == static_cast<ssize_t>(kBlock));
+    CHECK(FirstMismatch(MustPread(fd.get(), kBlock, 0), data) == "");
+  }
+  SECTION("a file elsewhere is not nosyncfs's") {
+    v.Mount(kDirect);
+    const std::string local = v.TempPath("local");
+    WriteFile(local, "x");
+    Fd fd = MustOpen(local, O_RDWR);
+    CHECK(ErrnoOf(nsf_attach(fd.get())) == ENOTSUP);
+  }
+  SECTION("a user outside direct= is refused; one inside it is let in") {
+    v.Mount(kDirect);
+    MakeNfFile(f, 64 * 1024, 1);
+    REQUIRE(chmod(f.c_str(), 0666) == 0);
+    const std::vector<std::string> as_nobody = {"setpriv", "--reuid=65534", "--regid=65534",
+                                                "--clear-groups"};
+    {
+      Client nobody({"hold", f}, as_nobody);
+      const std::string line = nobody.Line();
+      CHECK(Contains(line, "error nsf_open"));
+      CHECK(Contains(line, "Operation not permitted"));
+    }
+    v.Unmount();
+    v.Mount("emulate=strict,direct=@65534");
+    Client nobody({"hold", f}, as_nobody);
+    CHECK(nobody.Line() == "leased");
+    // root is not on that list.
+    CHECK(ErrnoOf(nsf_open(f.c_str(), O_RDWR)) == EPERM);
+  }
+  SECTION("bad direct= and lease_break= values fail the mount") {
+    for (const char* opt : {"direct=no_such_group_here", "direct=@no_such_user_here", "direct=",
+                            "direct=root,lease_break=0", "direct=root,ro"}) {
+      INFO(opt);
+      auto r = TestVolume::RunDaemon({v.image(), v.mountpoint(), "-f", "-o", opt},
+                                     std::chrono::seconds(20));
+      CHECK(r.exit_status == 1);
+      CHECK(!r.err.empty());
+      CHECK(!IsMounted(v.mountpoint()));
+    }
+  }
+}
+
+TEST_CASE("direct: leases are revoked before punch, flag clear, truncate and destroy",
+          "[direct]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string f = v.Path("f");
+  MakeNfFile(f, 1024 * 1024, 1);
+  int fd = nsf_open(f.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  REQUIRE(nsf_map_valid(fd, 0, kBlock) == 1);
+  Fd other = MustOpen(f, O_RDWR);
+  // After a change: the lease was revoked, and the library asked again.
+  auto revoked = [&](uint64_t revocations_before, uint64_t library_before) {
+    CHECK(Stat(v, "direct_revocations") == revocations_before + 1);
+    CHECK(Counters().leases_revoked == library_before + 1);
+  };
+  std::string expect = Pattern(1, 1024 * 1024);
+
+  SECTION("punch") {
+    const uint64_t r0 = Stat(v, "direct_revocations"), l0 = Counters().leases_revoked;
+    REQUIRE(fallocate(other.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 64 * 1024) == 0);
+    revoked(r0, l0);
+    CHECK(nsf_map_valid(fd, 0, kBlock) == 0);
+    // Into the hole: through FUSE, and it reads back.
+    const uint64_t writes = Stat(v, "requests_write");
+    const std::string data = Pattern(5, kBlock);
+    CHECK(nsf_pwrite(fd, data.data(), kBlock, 0) == static_cast<ssize_t>(kBlock));
+    CHECK(Stat(v, "requests_write") == writes + 1);
+    expect.replace(0, 64 * 1024, std::string(64 * 1024, '\0'));
+    expect.replace(0, kBlock, data);
+    // The rest is leased again, without being asked.
+    CHECK(WaitUntil([&] { return nsf_map_valid(fd, 128 * 1024, kBlock) == 1; }));
+  }
+  SECTION("flag clear") {
+    const uint64_t r0 = Stat(v, "direct_revocations"), l0 = Counters().leases_revoked;
+    REQUIRE(removexattr(f.c_str(), "user.nosync") == 0);
+    revoked(r0, l0);
+    const nsf_counters before = Counters();
+    const std::string data = Pattern(6, kBlock, 8192);
+    CHECK(nsf_pwrite(fd, data.data(), kBlock, 8192) == static_cast<ssize_t>(kBlock));
+    CHECK(Counters().fallback_writes == before.fallback_writes + 1);
+    expect.replace(8192, kBlock, data);
+    // Flagged again: nsf_refresh leases it at once.
+    SetNosync(f, "all");
+    CHECK(nsf_refresh(fd) == 0);
+    CHECK(nsf_map_valid(fd, 0, kBlock) == 1);
+  }
+  SECTION("truncate, even one that frees no block") {
+    const uint64_t r0 = Stat(v, "direct_revocations"), l0 = Counters().leases_revoked;
+    REQUIRE(ftruncate(other.get(), 1024 * 1024 - 100) == 0);
+    revoked(r0, l0);
+    expect.resize(1024 * 1024 - 100);
+    // The new lease holds for the new size only.
+    CHECK(WaitUntil([&] { return nsf_map_valid(fd, 0, kBlock) == 1; }));
+    CHECK(nsf_map_valid(fd, 1024 * 1024 - kBlock, kBlock) == 0);
+  }
+  SECTION("destroy, once the file is closed and unlinked") {
+    // close(2) behind the library's back: the lease outlives the
+    // descriptor, and the destroy must revoke it.
+    const uint64_t r0 = Stat(v, "direct_revocations");
+    REQUIRE(::close(fd) == 0);
+    other.reset();
+    REQUIRE(unlink(f.c_str()) == 0);
+    CHECK(WaitUntil([&] { return Stat(v, "direct_revocations") == r0 + 1; }));
+    CHECK(WaitUntil([&] { return Stat(v, "direct_leases") == 0; }));
+    (void)nsf_detach(fd);
+    v.Unmount();
+    ExpectFsckClean(v);
+    return;
+  }
+  CHECK(FirstMismatch(ReadFile(f), expect) == "");
+  CHECK(nsf_close(fd) == 0);
+  other.reset();
+  v.Unmount();
+  ExpectFsckClean(v);
+}
+
+TEST_CASE("direct: a holder that does not acknowledge is cut off, its blocks quarantined",
+          "[direct]") {
+  TestVolume v;
+  v.Mount(std::string(kDirect) + ",lease_break=1");
+  const std::string f = v.Path("f");
+  MakeNfFile(f, 256 * 1024, 1);
+  const auto leased = DeviceRanges(f);
+  REQUIRE(!leased.empty());
+  Client holder({"hold", f});
+  REQUIRE(holder.Line() == "leased");
+  holder.Signal(SIGSTOP);
+  const uint64_t free_before = MustStatvfs(v.mountpoint()).f_bfree;
+  {
+    Fd fd = MustOpen(f, O_RDWR);
+    const auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 256 * 1024) == 0);
+    // The punch waited out the lease-break time.
+    CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(900));
+  }
+  CHECK(Stat(v, "direct_cutoffs") == 1);
+  CHECK(Stat(v, "direct_quarantined_blocks") == 64);
+  CHECK(MustStatvfs(v.mountpoint()).f_bfree == free_before);
+  // No other file is given those blocks while the holder lives.
+  const std::string g = v.Path("g");
+  MakeNfFile(g, 1024 * 1024, 2);
+  for (auto [start, end] : DeviceRanges(g)) {
+    for (auto [ls, le] : leased) {
+      INFO("new extent " << start << "-" << end << ", quarantined " << ls << "-" << le);
+      CHECK((end <= ls || le <= start));
+    }
+  }
+  // Once it is gone, they are free again.
+  holder.Kill(SIGKILL);
+  CHECK(WaitUntil([&] { return Stat(v, "direct_quarantined_blocks") == 0; }));
+  CHECK(MustStatvfs(v.mountpoint()).f_bfree == free_before - 256 + 64);
+  v.Unmount();
+  ExpectFsckClean(v);
+}
+
+TEST_CASE("direct: revocation under load never shows a late write in another file",
+          "[direct]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string f = v.Path("a");
+  constexpr uint64_t kSize = 512 * 1024;
+  MakeNfFile(f, kSize, 1);
+  Client writer({"churn", f, "7"});
+  REQUIRE(writer.Line() == "started");
+  std::mt19937_64 rng(11);
+  Fd fd = MustOpen(f, O_RDWR);
+  int checked = 0;
+  for (int round = 0; round < 40; ++round) {
+    INFO("round " << round);
+    switch (round % 4) {
+      case 0: {  // punch some blocks
+        const uint64_t off = (rng() % (kSize / kBlock - 16)) * kBlock;
+        REQUIRE(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                          static_cast<off_t>(off), 16 * kBlock) == 0);
+        break;
+      }
+      case 1:  // clear the flag, and set it again (which reallocates the holes)
+        REQUIRE(removexattr(f.c_str(), "user.nosync") == 0);
+        SetNosync(f, "all");
+        break;
+      case 2:  // truncate to half, grow back, flag again
+        REQUIRE(ftruncate(fd.get(), kSize / 2) == 0);
+        REQUIRE(ftruncate(fd.get(), kSize) == 0);
+        SetNosync(f, "all");
+        break;
+      case 3: {  // zero a range: in place, so the lease survives it
+        const uint64_t off = (rng() % (kSize / kBlock - 16)) * kBlock;
+        REQUIRE(fallocate(fd.get(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                          static_cast<off_t>(off), 16 * kBlock) == 0);
+        break;
+      }
+    }
+    // A new file gets the freed blocks, zero-filled. If a late write of the
+    // writer reached them, it shows here.
+    const std::string b = v.Path("b" + std::to_string(round));
+    {
+      Fd bf = MustOpen(b, O_RDWR | O_CREAT, 0644);
+      REQUIRE(ftruncate(bf.get(), 256 * 1024) == 0);
+    }
+    SetNosync(b, "all");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const std::string content = ReadFile(b);
+    CHECK(content.find_first_not_of('\0') == std::string::npos);
+    ++checked;
+    REQUIRE(unlink(b.c_str()) == 0);
+  }
+  // The last round: unlink the writer's file under it.
+  REQUIRE(unlink(f.c_str()) == 0);
+  writer.Signal(SIGTERM);
+  auto counts = writer.KeyValuesToEof();
+  INFO("writer: " << counts.size() << " counters");
+  CHECK(counts["errors"] == 0);
+  CHECK(counts["direct_writes"] > 0);
+  CHECK(counts["leases_revoked"] > 0);
+  CHECK(Stat(v, "direct_revocations") > 0);
+  CHECK(checked == 40);
+  writer.Kill(SIGKILL);
+  fd.reset();
+  v.Unmount();
+  ExpectFsckClean(v);
+}
+
+TEST_CASE("direct: kill -9 keeps every acknowledged direct write and loses unpersisted stores",
+          "[direct][crash]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string r = v.Path("records"), m = v.Path("mapped");
+  constexpr uint64_t kCount = 256;
+  {
+    Fd fd = MustOpen(r, O_RDWR | O_CREAT, 0644);
+    REQUIRE(ftruncate(fd.get(), static_cast<off_t>(kCount * kBlock)) == 0);
+  }
+  SetNosync(r, "all");
+  {
+    Fd fd = MustOpen(m, O_RDWR | O_CREAT, 0644);
+    REQUIRE(ftruncate(fd.get(), 64 * 1024) == 0);
+  }
+  SetNosync(m, "all");
+
+  Client kept({"map", m, "8192", "4096", "persist"});
+  Client lost({"map", m, "0", "4096", "nopersist"});
+  REQUIRE(kept.Line() == "stored");
+  REQUIRE(lost.Line() == "stored");
+  Client writer({"records", r, std::to_string(kCount), std::to_string(kBlock)});
+  // Kill in the middle of the stream.
+  uint64_t acked = 0;
+  for (std::string line = writer.Line(); !line.empty(); line = writer.Line()) {
+    if (line.rfind("ack ", 0) != 0) break;
+    CHECK(Contains(line, "direct"));
+    if (++acked == kCount / 2) break;
+  }
+  REQUIRE(acked == kCount / 2);
+  // Power loss: every process with the volatile copy mapped dies.
+  v.SigkillDaemon();
+  writer.Kill(SIGKILL);
+  kept.Kill(SIGKILL);
+  lost.Kill(SIGKILL);
+  v.ClearDeadMount();
+  v.Mount(kDirect);
+  {
+    Fd fd = MustOpen(r, O_RDONLY);
+    for (uint64_t i = 0; i < acked; ++i) {
+      INFO("record " << i);
+      CHECK(FirstMismatch(MustPread(fd.get(), kBlock, i * kBlock), Record(i, kBlock)) == "");
+    }
+  }
+  {
+    Fd fd = MustOpen(m, O_RDONLY);
+    CHECK(FirstMismatch(MustPread(fd.get(), kBlock, 8192), Record(7, kBlock)) == "");
+    CHECK(MustPread(fd.get(), kBlock, 0) == std::string(kBlock, '\0'));
+  }
+  v.Unmount();
+  ExpectFsckClean(v);
+}
+
+// [shim]: not in the ThreadSanitizer run, whose shim cannot be preloaded
+// into an uninstrumented program.
+TEST_CASE("direct: the LD_PRELOAD shim serves an unmodified program, and falls back silently",
+          "[direct][shim]") {
+  TestVolume v;
+  const std::string f = v.Path("f"), src = v.TempPath("src");
+  const std::string data = Pattern(4, 16 * kBlock);
+  WriteFile(src, data);
+  // dd opens, seeks and writes with the plain calls the shim wraps.
+  const std::vector<std::string> dd = {"env", std::string("LD_PRELOAD=") + NSF_SHIM, "dd",
+                                       "if=" + src, "of=" + f, "bs=4096", "seek=2",
+                                       "conv=notrunc", "status=none"};
+  SECTION("on a mount with direct=, in place") {
+    v.Mount(kDirect);
+    MakeNfFile(f, 64 * kBlock, 1);
+    const uint64_t writes = Stat(v, "requests_write");
+    const uint64_t grants = Stat(v, "direct_grants");
+    auto r = RunCommand(dd);
+    INFO(r.Describe());
+    REQUIRE(r.exit_status == 0);
+    CHECK(Stat(v, "requests_write") == writes);
+    CHECK(Stat(v, "direct_grants") > grants);  // dd moves its descriptor: one per number
+  }
+  SECTION("on a mount without it, through FUSE") {
+    v.Mount("emulate=strict");
+    MakeNfFile(f, 64 * kBlock, 1);
+    const uint64_t writes = Stat(v, "requests_write");
+    auto r = RunCommand(dd);
+    INFO(r.Describe());
+    REQUIRE(r.exit_status == 0);
+    CHECK(r.err == "");
+    CHECK(Stat(v, "requests_write") == writes + 16);
+  }
+  std::string expect = Pattern(1, 64 * kBlock);
+  expect.replace(2 * kBlock, data.size(), data);
+  CHECK(FirstMismatch(ReadFile(f), expect) == "");
+  // And durable: the power goes.
+  v.KillDaemon();
+  v.Mount("emulate=strict");
+  CHECK(FirstMismatch(ReadFile(f), expect) == "");
+  v.Unmount();
+}
+
+TEST_CASE("direct: a malformed message makes the daemon hang up on that client alone",
+          "[direct]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string f = v.Path("f");
+  MakeNfFile(f, 64 * 1024, 1);
+  char path[256];
+  ssize_t n = getxattr(v.mountpoint().c_str(), NSF_DIRECT_XATTR, path, sizeof(path) - 1);
+  REQUIRE(n > 0);
+  path[n] = '\0';
+  auto hung_up_after = [&](const std::vector<std::string>& packets) {
+    int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    REQUIRE(s >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, path);
+    REQUIRE(connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    for (const std::string& p : packets) (void)send(s, p.data(), p.size(), MSG_NOSIGNAL);
+    // Whatever the daemon answered, it ends with a hang-up.
+    char buf[512];
+    bool eof = false;
+    for (int i = 0; i < 10 && !eof; ++i) {
+      pollfd p{s, POLLIN, 0};
+      if (poll(&p, 1, 5000) <= 0) break;
+      eof = recv(s, buf, sizeof(buf), 0) <= 0;
+    }
+    ::close(s);
+    return eof;
+  };
+  auto bytes = [](const auto& msg) {
+    return std::string(reinterpret_cast<const char*>(&msg), sizeof(msg));
+  };
+  const std::string hello = bytes(nsf_msg_hello{NSF_MSG_HELLO, NSF_PROTOCOL_VERSION});
+  CHECK(hung_up_after({"garbage, no message at all"}));
+  CHECK(hung_up_after({"ab"}));
+  CHECK(hung_up_after({bytes(nsf_msg_hello{NSF_MSG_HELLO, 99})}));
+  CHECK(hung_up_after({hello, hello}));
+  CHECK(hung_up_after({bytes(nsf_msg_lease{NSF_MSG_LEASE, 0, 1})}));  // before HELLO
+  CHECK(hung_up_after({hello, bytes(nsf_msg_lease{NSF_MSG_LEASE, 0, 1})}));  // no fd
+  CHECK(hung_up_after({hello, bytes(nsf_msg_ack{99, 0, 1})}));
+  CHECK(hung_up_after({hello, std::string(1000, 'x')}));
+  // The daemon serves on.
+  int fd = nsf_open(f.c_str(), O_RDWR);
+  INFO(nsf_errmsg());
+  REQUIRE(fd >= 0);
+  CHECK(nsf_map_valid(fd, 0, kBlock) == 1);
+  CHECK(nsf_close(fd) == 0);
+  v.Unmount();
+}
+
+}  // namespace nosyncfs::test
