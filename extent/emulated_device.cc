@@ -6,9 +6,8 @@
 // with the last process that has it. Persist() copies the range into the
 // image with pwrite, so the image holds exactly what was persisted, as
 // persistent memory would after a power failure. Being a file of its own,
-// the volatile copy can later be mapped by other processes too (the direct
-// access of docs/direct-access-design.md), whose stores are then exactly as
-// volatile as the daemon's. The image contents survive the daemon's death
+// the volatile copy is mapped by direct-access clients too (fs/direct_server.h
+// hands it out), whose stores are then exactly as volatile as the daemon's. The image contents survive the daemon's death
 // in the host's page cache; nothing here models a crash of the host kernel
 // itself. A read-only open maps the image itself, read-only.
 //
