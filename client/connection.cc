@@ -65,7 +65,7 @@ void NotifyRevoked(int fd) {
 }
 
 void CloseAll(const int* fds, int count) {
-  for (int i = 0; i < count; ++i) sys::close(fds[i]);
+  for (int i = 0; i < count; ++i) ::close(fds[i]);
 }
 
 // One packet, and the descriptors it carried (close-on-exec, at most
@@ -91,7 +91,7 @@ ssize_t Receive(int socket, void* buf, size_t capacity, int* fds, int* fd_count,
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
       if (*fd_count < kMaxFds) fds[(*fd_count)++] = fd;
-      else sys::close(fd);
+      else ::close(fd);
     }
   }
   return n;
@@ -263,7 +263,7 @@ bool Connection::Handshake() {
 }
 
 Connection::~Connection() {
-  if (socket_ >= 0) sys::close(socket_);
+  if (socket_ >= 0) ::close(socket_);
 }
 
 bool Connection::Usable() const {

@@ -228,7 +228,7 @@ int nsf_open(const char* path, int flags, ...) {
   if (fd < 0) return Fail(errno, std::string(path ? path : "(null)") + ": " + std::strerror(errno));
   if (nsf_attach(fd) != 0) {
     const int error = errno;
-    sys::close(fd);
+    ::close(fd);
     errno = error;
     return -1;
   }
@@ -309,7 +309,7 @@ int nsf_detach(int fd) {
 
 int nsf_close(int fd) {
   if (File* f = TakeOut(fd)) Drop(f, true);  // a dup of fd goes on at this position
-  if (sys::close(fd) != 0) return Fail(errno, std::string("close: ") + std::strerror(errno));
+  if (::close(fd) != 0) return Fail(errno, std::string("close: ") + std::strerror(errno));
   return 0;
 }
 

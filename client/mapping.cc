@@ -61,7 +61,7 @@ std::unique_ptr<DeviceMapping> DeviceMapping::Create(const nsf_msg_welcome& welc
                 welcome.device_size <= SIZE_MAX / 2;
   for (int i = 0; usable && i < fd_count; ++i) usable = BytesBehind(fds[i]) >= welcome.device_size;
   if (!usable) {
-    for (int i = 0; i < fd_count; ++i) sys::close(fds[i]);
+    for (int i = 0; i < fd_count; ++i) ::close(fds[i]);
     FailMapping(EPROTO, "the daemon's WELCOME does not describe a device this library can map");
     return nullptr;
   }
@@ -93,7 +93,7 @@ std::unique_ptr<DeviceMapping> DeviceMapping::Create(const nsf_msg_welcome& welc
   if (m->kind_ != Kind::kPmem2) {
     void* base = mmap(nullptr, m->size_, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
     const int error = errno;
-    sys::close(map_fd);  // the mapping keeps the device; msync needs no fd
+    ::close(map_fd);  // the mapping keeps the device; msync needs no fd
     if (base == MAP_FAILED) {
       FailMapping(error, "mmap");
       return nullptr;  // the destructor closes the image fd, if any
@@ -118,7 +118,7 @@ DeviceMapping::~DeviceMapping() {
   } else if (base_ != nullptr) {
     munmap(base_, size_);
   }
-  if (fd_ >= 0) sys::close(fd_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 bool DeviceMapping::Contains(const void* addr, size_t length) const {

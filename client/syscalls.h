@@ -9,6 +9,10 @@
 // forever. dlsym(RTLD_NEXT) from this library does not help either: under
 // the shim libc is loaded before this library, so "next" would not find it.
 // A raw system call has no name to interpose, and works before main.
+// close(2) is the exception: the library closes only descriptors that are
+// not (or no longer) attached, which the shim passes straight to libc, and
+// a close that sanitizers and other interposers see keeps their view of
+// descriptors right.
 //
 // The price: these are not pthread cancellation points, and LP64 only (the
 // 64-bit offset goes in one register, as on x86_64 and aarch64).
@@ -40,7 +44,6 @@ inline off_t lseek(int fd, off_t off, int whence) {
 inline int openat(int dirfd, const char* path, int flags, mode_t mode) {
   return static_cast<int>(::syscall(SYS_openat, dirfd, path, flags, mode));
 }
-inline int close(int fd) { return static_cast<int>(::syscall(SYS_close, fd)); }
 
 }  // namespace nsf::sys
 
