@@ -13,6 +13,13 @@
 //   churn FILE SEED           overwrites random blocks of FILE with nsf_pwrite
 //                             (words of Marked()) until SIGTERM, then prints
 //                             the library's counters as "key value" lines
+//   cycle FILE SEED           as fast as it can, forever: nsf_open (which
+//                             passes a descriptor of FILE to the daemon for
+//                             the lease), a few nsf_pwrite, nsf_close; prints
+//                             "started" once, and ignores every error (the
+//                             daemon may be killed under it at any moment)
+//   fuse FILE SEED            the same file through plain FUSE, forever:
+//                             open, pread, pwrite, fstat, fsync, close
 //
 // Every line goes out at once (the test reads them as they come).
 #include <fcntl.h>
@@ -124,6 +131,48 @@ int Churn(const char* path, uint64_t seed) {
   return nsf_close(fd) == 0 ? 0 : Fail("nsf_close");
 }
 
+// Random 4 KiB blocks inside the first `blocks` of the file, forever.
+int Cycle(const char* path, uint64_t seed) {
+  constexpr uint64_t kBlock = 4096;
+  std::vector<uint64_t> words(kBlock / 8);
+  std::mt19937_64 rng(seed);
+  Say("started");
+  for (uint64_t round = 0;; ++round) {
+    int fd = nsf_open(path, O_RDWR);
+    if (fd < 0) continue;
+    struct stat st;
+    const uint64_t blocks = fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) / kBlock : 0;
+    for (int i = 0; i < 4 && blocks > 0; ++i) {
+      for (size_t w = 0; w < words.size(); ++w) words[w] = nosyncfs::test::Marked(round, w);
+      (void)nsf_pwrite(fd, words.data(), kBlock, static_cast<off_t>((rng() % blocks) * kBlock));
+    }
+    (void)nsf_close(fd);
+  }
+}
+
+int Fuse(const char* path, uint64_t seed) {
+  constexpr uint64_t kBlock = 4096;
+  std::vector<char> buf(kBlock);
+  std::mt19937_64 rng(seed);
+  Say("started");
+  for (;;) {
+    int fd = open(path, O_RDWR);
+    if (fd < 0) continue;
+    struct stat st;
+    const uint64_t blocks = fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) / kBlock : 0;
+    for (int i = 0; i < 8 && blocks > 0; ++i) {
+      const off_t off = static_cast<off_t>((rng() % blocks) * kBlock);
+      if (rng() % 2 == 0) {
+        (void)pread(fd, buf.data(), kBlock, off);
+      } else {
+        (void)pwrite(fd, buf.data(), kBlock, off);
+      }
+    }
+    if (rng() % 4 == 0) (void)fsync(fd);
+    close(fd);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -133,6 +182,8 @@ int main(int argc, char** argv) {
   if (mode == "map" && argc == 6) return Map(argv[2], num(3), num(4), std::string(argv[5]) == "persist");
   if (mode == "hold" && argc == 3) return Hold(argv[2]);
   if (mode == "churn" && argc == 4) return Churn(argv[2], num(3));
+  if (mode == "cycle" && argc == 4) return Cycle(argv[2], num(3));
+  if (mode == "fuse" && argc == 4) return Fuse(argv[2], num(3));
   std::fprintf(stderr, "usage: see the comment at the top of direct_client.cc\n");
   return 2;
 }

@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "fs/mountinfo.h"
@@ -140,6 +141,40 @@ std::string CommandResult::Describe() const {
   if (!err.empty()) s += "; stderr: " + err;
   if (!out.empty()) s += "; stdout: " + out;
   return s;
+}
+
+bool AbortFuseConnection(const std::string& mountpoint) {
+  std::optional<MountInfoEntry> e = FindMount(mountpoint);
+  if (!e) return false;
+  const std::string minor = e->dev.substr(e->dev.find(':') + 1);
+  const std::string connections = "/sys/fs/fuse/connections";
+  const std::string abort = connections + "/" + minor + "/abort";
+  if (::access(abort.c_str(), W_OK) != 0) {
+    RunCommand({"mount", "-t", "fusectl", "none", connections}, seconds(10));
+  }
+  std::ofstream knob(abort);
+  knob << "1";
+  knob.flush();
+  return static_cast<bool>(knob);
+}
+
+std::string KernelStacks(pid_t pid) {
+  std::string out;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  DIR* dir = ::opendir(tasks.c_str());
+  if (dir == nullptr) return "(no " + tasks + ")";
+  while (struct dirent* de = ::readdir(dir)) {
+    if (de->d_name[0] == '.') continue;
+    std::ifstream comm(tasks + "/" + de->d_name + "/comm");
+    std::ifstream stack(tasks + "/" + de->d_name + "/stack");
+    std::string name;
+    std::getline(comm, name);
+    std::stringstream ss;
+    ss << stack.rdbuf();
+    out += "thread " + std::string(de->d_name) + " (" + name + "):\n" + ss.str();
+  }
+  ::closedir(dir);
+  return out;
 }
 
 std::optional<int> WaitChild(pid_t pid, std::chrono::milliseconds timeout) {
@@ -433,14 +468,29 @@ void TestVolume::RemountAtOnce(milliseconds hold) {
   CHECK(DecodeStatus(*reaper.status) == 0);
 }
 
-void TestVolume::SigkillDaemon() {
+milliseconds TestVolume::SigkillDaemon(milliseconds limit) {
   REQUIRE(mounted());
   pid_t pid = daemon_pid_;
+  const auto start = Clock::now();
   REQUIRE(::kill(pid, SIGKILL) == 0);  // our own daemon: simulated power loss
-  std::optional<int> status = WaitChild(pid, seconds(10));
-  REQUIRE(status.has_value());
+  std::optional<int> status = WaitChild(pid, limit);
+  const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+  if (!status) {
+    // Stuck in the kernel: free it (and everything waiting on the mount)
+    // before failing, or the whole test run would hang behind it.
+    std::string stacks = KernelStacks(pid);
+    bool aborted = AbortFuseConnection(mountpoint_);
+    status = WaitChild(pid, seconds(10));
+    daemon_pid_ = -1;
+    last_exit_ = status ? DecodeStatus(*status) : -1;
+    FAIL("the daemon did not exit within " << limit.count() << " ms of SIGKILL"
+         << (aborted ? "; its connection was aborted" : "; its connection could not be aborted")
+         << (status ? ", then it exited" : ", and it still has not exited")
+         << ". Its threads' kernel stacks:\n" << stacks);
+  }
   daemon_pid_ = -1;
   last_exit_ = DecodeStatus(*status);
+  return took;
 }
 
 void TestVolume::ClearDeadMount() {

@@ -58,6 +58,17 @@ inline bool IsMounted(const std::string& mountpoint) {
 bool ForceUnmount(const std::string& mountpoint,
                   std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+// Aborts the FUSE connection of what is mounted at `mountpoint`, through
+// /sys/fs/fuse/connections (mounting fusectl there if needed): every request
+// on it fails at once, so processes stuck on a daemon that cannot answer
+// are freed, and a daemon stuck on its own mount can exit. True if the
+// abort was written.
+bool AbortFuseConnection(const std::string& mountpoint);
+
+// The kernel stack of every thread of pid (/proc/PID/task/*/stack, root
+// only), for a report of where a process hangs.
+std::string KernelStacks(pid_t pid);
+
 // Waits up to `timeout` for pid (a child of this process) to exit and reaps
 // it. Returns its wait status, or nullopt if it is still running.
 std::optional<int> WaitChild(pid_t pid, std::chrono::milliseconds timeout);
@@ -119,8 +130,12 @@ class TestVolume {
   // clear the dead mount so that the mount point can be used again.
   void KillDaemon();
   // The two halves of KillDaemon, for tests that must close descriptors on
-  // the dead mount before it is unmounted.
-  void SigkillDaemon();
+  // the dead mount before it is unmounted. SigkillDaemon returns how long
+  // the daemon took to exit; one that has not exited within `limit` fails
+  // the test with every thread's kernel stack, after its connection is
+  // aborted so that it can exit and nothing stays hung on the mount.
+  std::chrono::milliseconds SigkillDaemon(
+      std::chrono::milliseconds limit = std::chrono::seconds(10));
   void ClearDeadMount();
 
   bool mounted() const { return daemon_pid_ > 0; }

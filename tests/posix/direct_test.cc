@@ -10,7 +10,6 @@
 #include <linux/falloc.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -30,10 +29,9 @@
 #include "client/nosyncfs.h"
 #include "client/protocol.h"
 #include "tests/clients/direct_records.h"
+#include "tests/harness/client_process.h"
 #include "tests/harness/mount_fixture.h"
 #include "tests/harness/posix_util.h"
-
-extern char** environ;
 
 namespace nosyncfs::test {
 namespace {
@@ -82,93 +80,7 @@ std::vector<std::pair<uint64_t, uint64_t>> DeviceRanges(const std::string& path)
   return out;
 }
 
-// A running nsf_direct_client, its stdout read line by line. The destructor
-// kills it (SIGKILL; it is ours) and reaps it, in every outcome.
-class Client {
- public:
-  explicit Client(const std::vector<std::string>& args,
-                  const std::vector<std::string>& prefix = {}) {
-    std::vector<std::string> argv = prefix;
-    argv.push_back(BinPath("nsf_direct_client"));
-    argv.insert(argv.end(), args.begin(), args.end());
-    int fds[2];
-    REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    int rc = posix_spawnp(&pid_, cargv[0], &actions, nullptr, cargv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(fds[1]);
-    out_ = fds[0];
-    REQUIRE(rc == 0);
-  }
-  ~Client() {
-    Kill(SIGKILL);
-    if (out_ >= 0) ::close(out_);
-  }
-  pid_t pid() const { return pid_; }
-  void Signal(int sig) const {
-    if (pid_ > 0) ::kill(pid_, sig);
-  }
-  void Kill(int sig) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, sig);
-    if (sig == SIGKILL) ::kill(pid_, SIGCONT);
-    auto status = WaitChild(pid_, std::chrono::seconds(20));
-    if (status) pid_ = -1;
-  }
-  // The next line, or "" at EOF or after `timeout`.
-  std::string Line(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      auto nl = buffered_.find('\n');
-      if (nl != std::string::npos) {
-        std::string line = buffered_.substr(0, nl);
-        buffered_.erase(0, nl + 1);
-        lines_.push_back(line);
-        return line;
-      }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return "";
-      pollfd p{out_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-      char buf[4096];
-      ssize_t n = ::read(out_, buf, sizeof(buf));
-      if (n <= 0) return "";
-      buffered_.append(buf, static_cast<size_t>(n));
-    }
-  }
-  // Reads lines until one starts with `prefix`; returns it ("" on timeout).
-  std::string LineStarting(const std::string& prefix,
-                           std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-    for (;;) {
-      std::string line = Line(timeout);
-      if (line.empty() || line.rfind(prefix, 0) == 0) return line;
-    }
-  }
-  // Every line read so far, then whatever else arrives until EOF.
-  std::map<std::string, uint64_t> KeyValuesToEof() {
-    std::map<std::string, uint64_t> out;
-    for (std::string line = Line(); !line.empty(); line = Line()) {
-      std::istringstream in(line);
-      std::string key;
-      uint64_t value = 0;
-      if (in >> key >> value) out[key] = value;
-    }
-    return out;
-  }
-  const std::vector<std::string>& lines() const { return lines_; }
-
- private:
-  pid_t pid_ = -1;
-  int out_ = -1;
-  std::string buffered_;
-  std::vector<std::string> lines_;
-};
+using Client = ClientProcess;
 
 }  // namespace
 

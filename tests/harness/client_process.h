@@ -1,0 +1,46 @@
+// A helper process of a real-mount test (tests/clients/direct_client, or any
+// program), its standard output read line by line. The destructor kills it
+// (SIGKILL; it is ours, by pid) and reaps it, in every outcome.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace nosyncfs::test {
+
+class ClientProcess {
+ public:
+  // Starts `prefix` + BinPath("nsf_direct_client") + `args`; REQUIREs that
+  // it starts.
+  explicit ClientProcess(const std::vector<std::string>& args,
+                         const std::vector<std::string>& prefix = {});
+  ~ClientProcess();
+  ClientProcess(const ClientProcess&) = delete;
+  ClientProcess& operator=(const ClientProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig) const;
+  // Sends `sig`; for SIGKILL also waits (at most 20 s) and reaps.
+  void Kill(int sig);
+  // The next line, or "" at EOF or after `timeout`.
+  std::string Line(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // Reads lines until one starts with `prefix`; returns it ("" on timeout).
+  std::string LineStarting(const std::string& prefix,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // Every "key value" line from here to EOF.
+  std::map<std::string, uint64_t> KeyValuesToEof();
+  const std::vector<std::string>& lines() const { return lines_; }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  std::string buffered_;
+  std::vector<std::string> lines_;
+};
+
+}  // namespace nosyncfs::test
