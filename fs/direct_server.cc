@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -16,12 +17,23 @@
 #include <optional>
 
 #include "client/protocol.h"
+#include "fs/credentials.h"
+#include "fs/mountinfo.h"
 #include "fs/vfs.h"
 
 namespace nosyncfs {
 
+// The credentials of a client, from its socket when it connected.
+struct DirectServer::Peer {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  pid_t pid = 0;
+  std::vector<gid_t> groups;  // supplementary
+};
+
 struct DirectServer::Connection {
-  Connection(uint64_t id, int fd, uid_t uid, pid_t pid) : id(id), fd(fd), uid(uid), pid(pid) {}
+  Connection(uint64_t id, int fd, Peer peer)
+      : id(id), fd(fd), uid(peer.uid), pid(peer.pid), peer(std::move(peer)) {}
   // Closed only when the last holder lets go: a revoker may still send on
   // it after the reader has dropped it, and must not reach a reused fd.
   ~Connection() { ::close(fd); }
@@ -29,6 +41,7 @@ struct DirectServer::Connection {
   const int fd;
   const uid_t uid;
   const pid_t pid;
+  const Peer peer;
   bool welcomed = false;  // reader only
   bool cut_off = false;   // mu_
   bool closed = false;    // mu_
@@ -37,18 +50,36 @@ struct DirectServer::Connection {
 struct DirectServer::Lease {
   uint64_t id = 0;
   uint64_t ino = 0;
+  bool writable = false;
   std::shared_ptr<Connection> conn;
   NfLayout layout;  // what was granted
   bool acked = false;  // mu_
 };
 
+// What the client's descriptor of the file says; the descriptor itself is
+// closed by the reader as soon as this is read.
 struct DirectServer::LeaseRequest {
   std::shared_ptr<Connection> conn;
   uint64_t request = 0;
-  int fd = -1;  // the client's descriptor of the file; Grant closes it
+  int error = 0;  // the descriptor could not be looked at (EBADF)
+  dev_t dev = 0;
+  uint64_t ino = 0;
+  mode_t type = 0;    // S_IFMT bits
+  int open_flags = 0;  // fcntl(F_GETFL)
 };
 
 namespace {
+
+// A client as the writer of a file, for its set-ID bits.
+class PeerModifier final : public ProcessModifier {
+ public:
+  explicit PeerModifier(const std::vector<gid_t>& groups, pid_t pid, gid_t gid)
+      : ProcessModifier(pid, gid, std::nullopt), groups_(groups) {}
+
+ private:
+  std::vector<gid_t> SupplementaryGroups() const override { return groups_; }
+  const std::vector<gid_t>& groups_;
+};
 
 constexpr int kMaxFdsPerMessage = 4;
 // The largest message a client sends (all are small and fixed-size).
@@ -119,6 +150,35 @@ bool Honours(const NfLayout& after, const NfLayout& leased) {
   return true;
 }
 
+// Looks at a descriptor a client passed without asking the file system
+// anything (AT_STATX_DONT_SYNC: the kernel's cached attributes; st_dev,
+// st_ino and the type never change), then closes it.
+void InspectAndClose(int fd, int* error, dev_t* dev, uint64_t* ino, mode_t* type, int* flags) {
+  struct statx stx {};
+  const bool ok = ::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO,
+                          &stx) == 0;
+  *flags = ::fcntl(fd, F_GETFL);
+  ::close(fd);
+  *error = ok && *flags >= 0 ? 0 : EBADF;
+  *dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+  *ino = stx.stx_ino;
+  *type = stx.stx_mode & S_IFMT;
+}
+
+// The device number of the nosyncfs mount at `mountpoint`, 0 if none.
+dev_t MountDevice(const std::string& mountpoint) {
+  dev_t dev = 0;
+  for (const MountInfoEntry& e : ReadMountInfo()) {
+    unsigned major_number = 0, minor_number = 0;
+    if (e.mount_point != mountpoint || e.fstype != "fuse.nosyncfs" ||
+        std::sscanf(e.dev.c_str(), "%u:%u", &major_number, &minor_number) != 2) {
+      continue;
+    }
+    dev = makedev(major_number, minor_number);  // the last one is on top
+  }
+  return dev;
+}
+
 uint32_t PersistenceOf(PersistGranularity g) {
   switch (g) {
     case PersistGranularity::kCacheLine: return NSF_PERSIST_CACHE_LINE;
@@ -130,23 +190,17 @@ uint32_t PersistenceOf(PersistGranularity g) {
 
 }  // namespace
 
-DirectServer::DirectServer(Vfs* vfs, DirectAccessOptions options, std::string mountpoint,
-                           std::function<void(uint64_t)> invalidate)
-    : vfs_(vfs),
-      options_(std::move(options)),
-      mountpoint_(std::move(mountpoint)),
-      invalidate_(std::move(invalidate)) {}
+DirectServer::DirectServer(Vfs* vfs, DirectAccessOptions options, std::string mountpoint)
+    : vfs_(vfs), options_(std::move(options)), mountpoint_(std::move(mountpoint)) {}
 
 Result<std::unique_ptr<DirectServer>> DirectServer::Start(Vfs* vfs,
                                                           const DirectAccessOptions& options,
                                                           const std::string& uuid,
-                                                          const std::string& mountpoint,
-                                                          std::function<void(uint64_t)> invalidate) {
+                                                          const std::string& mountpoint) {
   if (vfs->read_only()) {
     return Status::Error(EROFS, "direct access needs a read-write mount");
   }
-  std::unique_ptr<DirectServer> server(
-      new DirectServer(vfs, options, mountpoint, std::move(invalidate)));
+  std::unique_ptr<DirectServer> server(new DirectServer(vfs, options, mountpoint));
   NSF_RETURN_IF_ERROR(server->Listen(uuid));
   server->reader_ = std::thread([s = server.get()] { s->ServeConnections(); });
   server->worker_ = std::thread([s = server.get()] { s->RunWorker(); });
@@ -344,15 +398,15 @@ void DirectServer::ServeConnections() {
   }
 }
 
-bool DirectServer::PeerAllowed(int fd, uid_t* uid, pid_t* pid) const {
+bool DirectServer::PeerAllowed(int fd, Peer* peer) const {
   ucred cred{};
   socklen_t len = sizeof(cred);
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
-  *uid = cred.uid;
-  *pid = cred.pid;
-  auto listed = [](const auto& v, auto x) { return std::find(v.begin(), v.end(), x) != v.end(); };
-  if (listed(options_.users, cred.uid) || listed(options_.groups, cred.gid)) return true;
-  std::vector<gid_t> groups(64);
+  peer->uid = cred.uid;
+  peer->gid = cred.gid;
+  peer->pid = cred.pid;
+  std::vector<gid_t>& groups = peer->groups;
+  groups.resize(64);
   len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) {
     if (errno != ERANGE) return false;
@@ -360,6 +414,8 @@ bool DirectServer::PeerAllowed(int fd, uid_t* uid, pid_t* pid) const {
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) return false;
   }
   groups.resize(len / sizeof(gid_t));
+  auto listed = [](const auto& v, auto x) { return std::find(v.begin(), v.end(), x) != v.end(); };
+  if (listed(options_.users, cred.uid) || listed(options_.groups, cred.gid)) return true;
   for (gid_t g : groups) {
     if (listed(options_.groups, g)) return true;
   }
@@ -369,16 +425,16 @@ bool DirectServer::PeerAllowed(int fd, uid_t* uid, pid_t* pid) const {
 void DirectServer::Accept() {
   int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) return;
-  uid_t uid = 0;
-  pid_t pid = 0;
-  if (!PeerAllowed(fd, &uid, &pid)) {
-    spdlog::info("direct access: refused pid {} (uid {}): not allowed by direct=", pid, uid);
+  Peer peer;
+  if (!PeerAllowed(fd, &peer)) {
+    spdlog::info("direct access: refused pid {} (uid {}): not allowed by direct=", peer.pid,
+                 peer.uid);
     (void)SendRefuse(fd, 0, EPERM);
     ::close(fd);
     return;
   }
   connections_total_.fetch_add(1, std::memory_order_relaxed);
-  connections_[fd] = std::make_shared<Connection>(next_connection_++, fd, uid, pid);
+  connections_[fd] = std::make_shared<Connection>(next_connection_++, fd, std::move(peer));
 }
 
 bool DirectServer::Receive(const std::shared_ptr<Connection>& conn) {
@@ -435,7 +491,9 @@ bool DirectServer::Receive(const std::shared_ptr<Connection>& conn) {
       nsf_msg_lease m;
       if (size != sizeof(m) || !conn->welcomed || file_fd < 0) return malformed("a bad LEASE");
       std::memcpy(&m, buf, sizeof(m));
-      Post([this, r = LeaseRequest{conn, m.request, file_fd}] { Grant(r); });
+      LeaseRequest r{conn, m.request};
+      InspectAndClose(file_fd, &r.error, &r.dev, &r.ino, &r.type, &r.open_flags);
+      Post([this, r = std::move(r)] { Grant(r); });
       return true;
     }
     case NSF_MSG_ACK: {
@@ -452,11 +510,8 @@ bool DirectServer::Receive(const std::shared_ptr<Connection>& conn) {
         acked_cv_.notify_all();
       }
       // After the change the revocation was for (the worker waits for the
-      // file's lock): the kernel's pages of the file may predate direct writes.
-      Post([this, ino, wrote = m.wrote != 0] {
-        if (wrote) vfs_->NoteDirectWrites(ino);
-        if (!stopping_) invalidate_(ino);
-      });
+      // file's lock).
+      PostAfterDirectUse(conn, ino, m.wrote != 0);
       return true;
     }
     case NSF_MSG_RELEASE: {
@@ -472,10 +527,7 @@ bool DirectServer::Receive(const std::shared_ptr<Connection>& conn) {
         DropLeaseLocked(m.lease);
         acked_cv_.notify_all();
       }
-      Post([this, ino, wrote = m.wrote != 0] {
-        if (wrote) vfs_->NoteDirectWrites(ino);
-        if (!stopping_) invalidate_(ino);
-      });
+      PostAfterDirectUse(conn, ino, m.wrote != 0);
       return true;
     }
     default:
@@ -495,7 +547,7 @@ bool DirectServer::Welcome(Connection& conn) {
 }
 
 void DirectServer::CloseConnection(const std::shared_ptr<Connection>& conn, const char*) {
-  std::vector<uint64_t> inos;
+  std::vector<uint64_t> written;  // files it held write leases on
   {
     std::lock_guard lock(mu_);
     conn->closed = true;
@@ -503,7 +555,7 @@ void DirectServer::CloseConnection(const std::shared_ptr<Connection>& conn, cons
     for (auto& [id, lease] : leases_) {
       if (lease->conn == conn) {
         ids.push_back(id);
-        inos.push_back(lease->ino);
+        if (lease->writable) written.push_back(lease->ino);
       }
     }
     for (uint64_t id : ids) DropLeaseLocked(id);
@@ -516,13 +568,9 @@ void DirectServer::CloseConnection(const std::shared_ptr<Connection>& conn, cons
   }
   ::shutdown(conn->fd, SHUT_RDWR);
   connections_.erase(conn->fd);
-  if (!inos.empty()) {
-    Post([this, inos] {
-      for (uint64_t ino : inos) {
-        if (!stopping_) invalidate_(ino);
-      }
-    });
-  }
+  // It went without saying whether it wrote (it may have died mid-write):
+  // as if it had.
+  for (uint64_t ino : written) PostAfterDirectUse(conn, ino, true);
 }
 
 // ---- the worker ------------------------------------------------------------------
@@ -533,6 +581,14 @@ void DirectServer::Post(std::function<void()> job) {
     work_.push_back(std::move(job));
   }
   work_cv_.notify_one();
+}
+
+void DirectServer::PostAfterDirectUse(const std::shared_ptr<Connection>& conn, uint64_t ino,
+                                      bool wrote) {
+  if (!wrote) return;
+  Post([this, conn, ino] {
+    vfs_->NoteDirectWrites(ino, PeerModifier(conn->peer.groups, conn->pid, conn->peer.gid));
+  });
 }
 
 void DirectServer::RunWorker() {
@@ -550,27 +606,27 @@ void DirectServer::RunWorker() {
 }
 
 void DirectServer::Grant(const LeaseRequest& r) {
-  struct stat st{};
-  const bool stat_ok = ::fstat(r.fd, &st) == 0;
-  const int flags = ::fcntl(r.fd, F_GETFL);
-  // At once: the daemon must not keep a file of its own mount open.
-  ::close(r.fd);
   auto refuse = [&](int error) {
     std::lock_guard lock(mu_);
     if (!r.conn->closed) (void)SendRefuse(r.conn->fd, r.request, error);
   };
   if (stopping_) return refuse(ESHUTDOWN);
-  if (mount_dev_ == 0) {
-    struct stat mst{};
-    if (::stat(mountpoint_.c_str(), &mst) == 0) mount_dev_ = mst.st_dev;
+  if (mount_dev_ == 0) mount_dev_ = MountDevice(mountpoint_);
+  // An O_PATH descriptor proves no right to the file's data.
+  if (r.error != 0 || (r.open_flags & O_PATH) != 0) return refuse(EBADF);
+  if (r.dev != mount_dev_) return refuse(EXDEV);
+  if (!S_ISREG(r.type)) return refuse(EINVAL);
+  const bool writable = (r.open_flags & O_ACCMODE) != O_RDONLY;
+  // A writer changes the file with no request of the kernel's: its set-ID
+  // bits go now, before it can store anything, as for a write(2) of its.
+  // (NoteDirectWrites clears them again after, should a chmod come between.)
+  if (writable) {
+    Status st = vfs_->BeforeDirectWrites(
+        r.ino, PeerModifier(r.conn->peer.groups, r.conn->pid, r.conn->peer.gid));
+    if (!st.ok()) return refuse(st.code());
   }
-  if (!stat_ok || flags < 0) return refuse(EBADF);
-  if (st.st_dev != mount_dev_) return refuse(EXDEV);
-  if (!S_ISREG(st.st_mode)) return refuse(EINVAL);
-  const bool writable = (flags & O_ACCMODE) != O_RDONLY;
   int refused = 0;
-  bool granted = false;
-  Status s = vfs_->GrantLayout(st.st_ino, [&](const NfLayout& layout) {
+  Status s = vfs_->GrantLayout(r.ino, [&](const NfLayout& layout) {
     if (layout.extents.empty()) {
       refused = ENODATA;
       return;
@@ -582,7 +638,8 @@ void DirectServer::Grant(const LeaseRequest& r) {
     }
     auto lease = std::make_unique<Lease>();
     lease->id = next_lease_++;
-    lease->ino = st.st_ino;
+    lease->ino = r.ino;
+    lease->writable = writable;
     lease->conn = r.conn;
     lease->layout = layout;
     if (lease->layout.extents.size() > NSF_GRANT_MAX_EXTENTS) {
@@ -612,13 +669,9 @@ void DirectServer::Grant(const LeaseRequest& r) {
     lock.lock();
     if (!sent) return DropLeaseLocked(id);
     grants_.fetch_add(1, std::memory_order_relaxed);
-    granted = true;
   });
   if (!s.ok()) refused = s.code();
   if (refused != 0) return refuse(refused);
-  // The kernel may cache pages of the file from before: drop them, so a
-  // later read(2) sees what the client writes in place.
-  if (granted) invalidate_(st.st_ino);
 }
 
 std::string DirectServer::StatsText() const {

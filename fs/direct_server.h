@@ -14,9 +14,21 @@
 //
 // Threads: one reads every connection (and never takes a Vfs lock, so an
 // acknowledgement always gets through while a change waits for it); one
-// worker answers lease requests and does the page-cache invalidations (both
-// may wait for a file's lock). Revocations are sent and waited for by the
-// thread making the change.
+// worker answers lease requests and notes direct writes (both may wait for
+// a file's lock). Revocations are sent and waited for by the thread making
+// the change.
+//
+// The daemon must be able to die at any moment (docs/semantics.md, "The
+// daemon"), so nothing here makes a call on its own mount that the kernel
+// would have to ask the daemon to finish: a lease request's descriptor is
+// looked at without a request (statx with AT_STATX_DONT_SYNC) and closed
+// at once by the reader, never queued (every open of the mount is
+// FOPEN_NOFLUSH, so the close sends nothing); the mount's device number
+// comes from /proc/self/mountinfo, not from a stat of the mount point; and
+// the kernel learns of direct writes by an attribute invalidation and the
+// new mtime (FUSE_AUTO_INVAL_DATA drops the pages in the reader's own
+// context), never by a page invalidation, which waits for page locks that
+// a read in flight to the daemon holds.
 #pragma once
 
 #include <sys/types.h>
@@ -54,14 +66,13 @@ struct DirectAccessOptions {
 class DirectServer final : public LayoutLeases {
  public:
   // Creates the socket RUN_DIR/UUID.sock (mode 0660, owned by the first
-  // user and group allowed) and starts serving. `mountpoint` is stat()ed
-  // on the first lease request, to learn the mount's st_dev: a file
-  // descriptor from another file system gets no lease. `invalidate(ino)`
-  // drops the kernel's cached pages of a file.
+  // user and group allowed) and starts serving. `mountpoint` (as
+  // /proc/self/mountinfo shows it) is looked up there on the first lease
+  // request, to learn the mount's device number: a file descriptor from
+  // another file system gets no lease.
   static Result<std::unique_ptr<DirectServer>> Start(Vfs* vfs, const DirectAccessOptions& options,
                                                      const std::string& uuid,
-                                                     const std::string& mountpoint,
-                                                     std::function<void(uint64_t)> invalidate);
+                                                     const std::string& mountpoint);
   // Revokes every lease (without waiting: nothing changes any more), hangs
   // up on every client and removes the socket.
   ~DirectServer() override;
@@ -75,12 +86,12 @@ class DirectServer final : public LayoutLeases {
   std::string StatsText() const;
 
  private:
+  struct Peer;
   struct Connection;
   struct Lease;
   struct LeaseRequest;
 
-  DirectServer(Vfs* vfs, DirectAccessOptions options, std::string mountpoint,
-               std::function<void(uint64_t)> invalidate);
+  DirectServer(Vfs* vfs, DirectAccessOptions options, std::string mountpoint);
   Status Listen(const std::string& uuid);
   void ServeConnections();
   void Accept();
@@ -90,8 +101,13 @@ class DirectServer final : public LayoutLeases {
   void CloseConnection(const std::shared_ptr<Connection>& conn, const char* why);
   void RunWorker();
   void Post(std::function<void()> job);
+  // After a holder is done with a lease (ACK, RELEASE, or its connection
+  // closed): if it may have written, the file's mtime and the kernel's
+  // attributes follow.
+  void PostAfterDirectUse(const std::shared_ptr<Connection>& conn, uint64_t ino, bool wrote);
   void Grant(const LeaseRequest& request);
-  bool PeerAllowed(int fd, uid_t* uid, pid_t* pid) const;
+  // Reads the peer's credentials; whether direct= lets it in.
+  bool PeerAllowed(int fd, Peer* peer) const;
   // Under mu_: drops a lease from both indexes.
   void DropLeaseLocked(uint64_t lease_id);
   // Under mu_: no more leases for conn; its leased blocks are quarantined.
@@ -100,7 +116,6 @@ class DirectServer final : public LayoutLeases {
   Vfs* vfs_;
   const DirectAccessOptions options_;
   const std::string mountpoint_;
-  const std::function<void(uint64_t)> invalidate_;
   std::string socket_path_;
   int listen_fd_ = -1;
   int wake_fd_ = -1;  // eventfd: stop the reader

@@ -5,15 +5,17 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "client/protocol.h"
+#include "fs/credentials.h"
 #include "fs/direct_server.h"
 #include "fs/fuse_channel.h"
 #include "fs/ioctl.h"
@@ -40,7 +42,6 @@ constexpr double kDirEntryTimeout = 86400.0;
 constexpr double kFileEntryTimeout = 1.0;
 
 constexpr char kReservedXattrPrefix[] = "user.nosyncfs.";
-constexpr int kCapFsetid = 4;  // CAP_FSETID, <linux/capability.h>
 
 FuseContext* ContextOf(fuse_req_t req) { return static_cast<FuseContext*>(fuse_req_userdata(req)); }
 Vfs* VfsOf(fuse_req_t req) { return ContextOf(req)->vfs; }
@@ -59,20 +60,37 @@ bool IsReservedXattr(const char* name) {
   return std::strncmp(name, kReservedXattrPrefix, sizeof(kReservedXattrPrefix) - 1) == 0;
 }
 
-// Whether the calling thread lacks CAP_FSETID, for the operations whose
-// requests do not say (fallocate, copy_file_range; write, truncate and open
-// carry FUSE_*_KILL_SUIDGID). Read from /proc; a caller that is gone, or
-// whose capabilities cannot be read, counts as unprivileged.
-bool CallerLacksFsetid(fuse_req_t req) {
-  std::ifstream status("/proc/" + std::to_string(fuse_req_ctx(req)->pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("CapEff:", 0) != 0) continue;
-    unsigned long long caps = std::strtoull(line.c_str() + 7, nullptr, 16);
-    return (caps & (1ull << kCapFsetid)) == 0;
+// The caller of a request, for the set-ID bits its change clears. Write,
+// truncate and O_TRUNC open carry the kernel's word on CAP_FSETID
+// (FUSE_*_KILL_SUIDGID, set exactly when the caller lacks it: pass
+// `kernel_flag`); for the rest (chown, fallocate, copy_file_range) it is
+// read from /proc when it matters. Groups come from /proc too, only for a
+// set-group-ID file without group execute. Valid while req is unanswered.
+class RequestModifier final : public ProcessModifier {
+ public:
+  RequestModifier(fuse_req_t req, std::optional<bool> kernel_flag)
+      : ProcessModifier(fuse_req_ctx(req)->pid, fuse_req_ctx(req)->gid,
+                        kernel_flag ? std::optional<bool>(!*kernel_flag) : std::nullopt),
+        req_(req) {}
+
+ private:
+  std::vector<gid_t> SupplementaryGroups() const override {
+    std::vector<gid_t> groups(64);
+    int n = fuse_req_getgroups(req_, static_cast<int>(groups.size()), groups.data());
+    if (n > static_cast<int>(groups.size())) {
+      groups.resize(static_cast<size_t>(n));
+      n = fuse_req_getgroups(req_, n, groups.data());
+    }
+    groups.resize(n > 0 ? std::min(static_cast<size_t>(n), groups.size()) : 0);
+    return groups;
   }
-  return true;
+  fuse_req_t req_;
+};
+
+RequestModifier KernelFlagged(fuse_req_t req) {
+  return RequestModifier(req, CurrentRawRequest().kill_suidgid);
 }
+RequestModifier Unflagged(fuse_req_t req) { return RequestModifier(req, std::nullopt); }
 
 // The Vfs's durability statistics, the daemon's heap, then the requests.
 std::string StatsText(FuseContext* ctx) {
@@ -132,6 +150,11 @@ void OpInit(void*, fuse_conn_info* conn) {
   conn->max_write = 1u << 20;
   conn->max_readahead = 1u << 20;
   // FUSE_CAP_ATOMIC_O_TRUNC stays on: open/create truncate (Vfs::Open).
+  // The daemon tells the kernel of changes it did not send (direct writes,
+  // the fallocate ioctl) by invalidating attributes only (main.cc); with
+  // this the kernel then drops a file's cached pages itself when it sees a
+  // new mtime or size.
+  if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
   // File handles (name_to_handle_at, NFS export) outlive the kernel's
   // inode cache: it looks up "." and ".." by inode number (Vfs::Lookup).
   if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
@@ -181,7 +204,9 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   s.atime = attr->st_atim;
   s.mtime = attr->st_mtim;
   s.ctime = attr->st_ctim;
-  s.kill_suidgid = CurrentRawRequest().kill_suidgid;
+  // FATTR_KILL_SUIDGID comes with a size change only.
+  RequestModifier who = s.set_size ? KernelFlagged(req) : Unflagged(req);
+  s.who = &who;
   auto r = VfsOf(req)->Setattr(ino, s);
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_reply_attr(req, &*r, kCacheTimeout);
@@ -229,14 +254,30 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   ReplyEntry(req, VfsOf(req)->Link(ino, newparent, newname));
 }
 
+// What an open or create of a regular file replies besides the handle:
+//  - no keep_cache: the kernel drops the file's cached pages at every open;
+//  - noflush (FOPEN_NOFLUSH): close(2) sends no FLUSH. The daemon has
+//    nothing to do at close (writes are written through, POSIX locks are
+//    the kernel's, errors show at write or fsync), and a FLUSH would make
+//    every close a round trip. It also matters to the daemon's own life:
+//    a descriptor of a file on its own mount that the daemon closes (a
+//    direct-access client's, passed for a lease; or any left at its exit)
+//    would otherwise wait for the daemon to answer, and a daemon being
+//    killed never would (docs/semantics.md, "The daemon").
+//  - fh: the access mode, for OpIoctl.
+void ReplyOpenFlags(fuse_file_info* fi) {
+  fi->keep_cache = 0;
+  fi->noflush = 1;
+  fi->fh = static_cast<uint64_t>(fi->flags & O_ACCMODE);
+}
+
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) && RefusedReadOnly(req)) {
     return;
   }
-  Status st = VfsOf(req)->Open(ino, fi->flags & O_TRUNC, CurrentRawRequest().kill_suidgid);
+  Status st = VfsOf(req)->Open(ino, fi->flags & O_TRUNC, KernelFlagged(req));
   if (!st.ok()) return ReplyError(req, st);
-  fi->keep_cache = 0;
-  fi->fh = static_cast<uint64_t>(fi->flags & O_ACCMODE);  // for OpIoctl
+  ReplyOpenFlags(fi);
   if (fuse_reply_open(req, fi) != 0) VfsOf(req)->Release(ino);
 }
 
@@ -246,11 +287,10 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto r = CurrentRawRequest().tmpfile
                ? VfsOf(req)->CreateTmpfile(parent, mode, CallerOf(req))
                : VfsOf(req)->Create(parent, name, mode, fi->flags & O_EXCL, fi->flags & O_TRUNC,
-                                    CallerOf(req), CurrentRawRequest().kill_suidgid);
+                                    CallerOf(req), KernelFlagged(req));
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_entry_param p = EntryParam(*r);
-  fi->keep_cache = 0;
-  fi->fh = static_cast<uint64_t>(fi->flags & O_ACCMODE);  // for OpIoctl
+  ReplyOpenFlags(fi);
   if (fuse_reply_create(req, &p, fi) != 0) VfsOf(req)->Release(r->ino);
 }
 
@@ -265,13 +305,10 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
              fuse_file_info*) {
   if (RefusedReadOnly(req)) return;
-  auto r = VfsOf(req)->Write(ino, static_cast<uint64_t>(off), buf, size,
-                             CurrentRawRequest().kill_suidgid);
+  auto r = VfsOf(req)->Write(ino, static_cast<uint64_t>(off), buf, size, KernelFlagged(req));
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_reply_write(req, *r);
 }
-
-void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   VfsOf(req)->Release(ino);
@@ -399,7 +436,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   if (RefusedReadOnly(req)) return;
   if (offset < 0 || length <= 0) return (void)fuse_reply_err(req, EINVAL);
   ReplyStatus(req, VfsOf(req)->Fallocate(ino, mode, static_cast<uint64_t>(offset),
-                                         static_cast<uint64_t>(length), CallerLacksFsetid(req)));
+                                         static_cast<uint64_t>(length), Unflagged(req)));
 }
 
 void OpIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_info* fi,
@@ -417,11 +454,12 @@ void OpIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_
     return (void)fuse_reply_err(req, EINVAL);
   }
   Status st = VfsOf(req)->Fallocate(ino, static_cast<int>(args.mode), args.offset, args.length,
-                                    CallerLacksFsetid(req));
+                                    Unflagged(req));
   if (!st.ok()) return ReplyError(req, st);
   // The kernel learns nothing of a fallocate it did not send: drop its
-  // cached pages and attributes of the file (collapse and insert move bytes).
-  (void)fuse_lowlevel_notify_inval_inode(ContextOf(req)->session, ino, 0, 0);
+  // cached attributes of the file, and it drops the pages itself when it
+  // sees the new size or mtime (collapse and insert move bytes).
+  VfsOf(req)->InvalidateKernelAttrs(ino);
   fuse_reply_ioctl(req, 0, nullptr, 0);
 }
 
@@ -439,7 +477,7 @@ void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_
   if (off_in < 0 || off_out < 0) return (void)fuse_reply_err(req, EINVAL);
   auto r = VfsOf(req)->CopyFileRange(ino_in, static_cast<uint64_t>(off_in), ino_out,
                                      static_cast<uint64_t>(off_out), len,
-                                     static_cast<unsigned>(flags), CallerLacksFsetid(req));
+                                     static_cast<unsigned>(flags), Unflagged(req));
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_reply_write(req, *r);
 }
@@ -465,7 +503,8 @@ fuse_lowlevel_ops MakeOps() {
   ops.create = OpCreate;
   ops.read = OpRead;
   ops.write = OpWrite;
-  ops.flush = OpFlush;
+  // No flush: every open is FOPEN_NOFLUSH (ReplyOpenFlags); a kernel that
+  // predates it gets ENOSYS once and sends FLUSH no more.
   ops.release = OpRelease;
   ops.fsync = OpFsync;
   ops.opendir = OpOpendir;

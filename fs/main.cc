@@ -181,17 +181,21 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
     return 1;
   }
   ctx.session = se;
-  // Set-ID bits the daemon clears on a write are news to the kernel's
-  // attribute cache: drop the cached attributes (not the page cache).
+  // Set-ID bits the daemon clears on a write, and changes the kernel did
+  // not send (direct writes, the fallocate ioctl), are news to the
+  // kernel's attribute cache: drop the cached attributes. Never the page
+  // cache from here: that waits for page locks that reads in flight to
+  // this daemon hold, so a daemon killed meanwhile could never exit; the
+  // kernel drops pages itself when it sees the new mtime or size
+  // (FUSE_AUTO_INVAL_DATA, fuse_ops.cc).
   vfs.set_attr_invalidator(
       [se](uint64_t ino) { (void)fuse_lowlevel_notify_inval_inode(se, ino, -1, 0); });
   // Before mounting: resolving the path afterwards would ask the mount.
   std::string real_mountpoint = RealPath(mo.mountpoint);
   std::unique_ptr<DirectServer> direct;
   if (mo.direct.enabled()) {
-    auto started = DirectServer::Start(
-        &vfs, mo.direct, vfs.volume().superblock().UuidString(), real_mountpoint,
-        [se](uint64_t ino) { (void)fuse_lowlevel_notify_inval_inode(se, ino, 0, 0); });
+    auto started = DirectServer::Start(&vfs, mo.direct, vfs.volume().superblock().UuidString(),
+                                       real_mountpoint);
     if (!started.ok()) {
       reporter->Fail(started.status().message());
       vfs.set_attr_invalidator(nullptr);

@@ -76,6 +76,22 @@ struct Caller {
   gid_t gid = 0;
 };
 
+// Who changes a file, as far as its set-user-ID and set-group-ID bits go.
+// The daemon claims FUSE_HANDLE_KILLPRIV_V2, so the kernel leaves clearing
+// them to it (Vfs::KillSetIdOnModify, KillSetIdOnChown). Each question is
+// asked only when the answer decides something; the FUSE glue answers from
+// the request and /proc. This base class is a caller with CAP_FSETID, in
+// no group: what it changes keeps its bits, but for what chown clears for
+// everyone. Thread-compatible; lives for the call it is passed to.
+class Modifier {
+ public:
+  virtual ~Modifier() = default;
+  // The caller holds CAP_FSETID.
+  virtual bool HasFsetid() const { return true; }
+  // `gid` is the caller's fsgid or one of its supplementary groups.
+  virtual bool InGroup(gid_t) const { return false; }
+};
+
 struct Entry {
   uint64_t ino = 0;
   struct stat attr {};
@@ -86,10 +102,9 @@ struct SetattrRequest {
   bool set_mode = false, set_uid = false, set_gid = false, set_size = false;
   bool set_atime = false, set_mtime = false, atime_now = false, mtime_now = false;
   bool set_ctime = false;
-  // The kernel asks the file system to clear set-user-ID and set-group-ID
-  // (FATTR_KILL_SUIDGID: a chown, or a truncate by a caller without
-  // CAP_FSETID).
-  bool kill_suidgid = false;
+  // Who asks: a truncate or chown may clear set-ID bits (null: nobody is
+  // asking for a change that would, e.g. a test's utimes).
+  const Modifier* who = nullptr;
   mode_t mode = 0;
   uid_t uid = 0;
   gid_t gid = 0;
@@ -167,11 +182,11 @@ class Vfs {
 
   // Open/Create count open handles; an unlinked file lives until the last
   // Release. With `truncate` (O_TRUNC) an existing regular file is emptied
-  // and its mtime/ctime set, as open(2) specifies; with `kill_suidgid`
-  // (FUSE_OPEN_KILL_SUIDGID) that truncate also clears set-ID bits.
-  Status Open(uint64_t ino, bool truncate = false, bool kill_suidgid = false);
+  // and its mtime/ctime set, as open(2) specifies, and set-ID bits are
+  // cleared as by any modification by `who`.
+  Status Open(uint64_t ino, bool truncate = false, const Modifier& who = Modifier());
   Result<Entry> Create(uint64_t parent, std::string_view name, mode_t mode, bool exclusive,
-                       bool truncate, const Caller& caller, bool kill_suidgid = false);
+                       bool truncate, const Caller& caller, const Modifier& who = Modifier());
   // O_TMPFILE: a regular file without a name in directory `parent`, open,
   // linkable with linkat(AT_EMPTY_PATH). Until then it is an orphan: freed
   // on its last close, or by the next mount's recovery after a crash.
@@ -188,11 +203,10 @@ class Vfs {
   // reply) before returning.
   using ReadSink = std::function<void(const struct iovec* iov, int count)>;
   Status Read(uint64_t ino, uint64_t off, size_t size, const ReadSink& sink);
-  // With `kill_suidgid` (FUSE_WRITE_KILL_SUIDGID: the writer lacks
-  // CAP_FSETID) a successful write clears set-user-ID, and set-group-ID
-  // where group execute is set, as write(2) does on ext4.
+  // A successful write clears set-ID bits as write(2) by `who` does on
+  // ext4 (KillSetIdOnModify).
   Result<size_t> Write(uint64_t ino, uint64_t off, const char* data, size_t size,
-                       bool kill_suidgid = false);
+                       const Modifier& who = Modifier());
   Status Fsync(uint64_t ino, bool datasync);
   Status Fsyncdir(uint64_t ino);
 
@@ -214,10 +228,10 @@ class Vfs {
   Result<std::string> Listxattr(uint64_t ino);
   Status Removexattr(uint64_t ino, std::string_view name);
 
-  // `kill_suidgid`: the caller lacks CAP_FSETID, so a change clears the
-  // file's set-ID bits (as file_modified() does on ext4).
+  // Clears the file's set-ID bits as any modification by `who` does
+  // (file_modified() on ext4), whatever the mode.
   Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len,
-                   bool kill_suidgid = false);
+                   const Modifier& who = Modifier());
   Result<uint64_t> Lseek(uint64_t ino, uint64_t off, int whence);
   // Between unflagged ranges at the same offset within a block, whole
   // blocks are shared (reference counted, copied on the next write to
@@ -225,9 +239,10 @@ class Vfs {
   // whole or not at all. Otherwise (an NF destination, a misaligned copy)
   // bytes are copied as by write(2); an NF source is always copied (D1).
   // A long copy may return a short count, as copy_file_range(2) allows.
+  // The destination's set-ID bits go as for a write by `who`.
   Result<size_t> CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
                                uint64_t off_out, size_t len, unsigned flags,
-                               bool kill_suidgid = false);
+                               const Modifier& who = Modifier());
 
   // Called (with the inode number) whenever the Vfs changes attributes the
   // kernel has cached without being told: set-ID bits cleared by a write,
@@ -243,12 +258,20 @@ class Vfs {
   // so a lease registered by grant is seen by the next layout change.
   // ENOENT (removed), EINVAL (not a regular file).
   Status GrantLayout(uint64_t ino, const std::function<void(const NfLayout&)>& grant);
-  // A client wrote through a lease of ino: mtime and ctime become now.
-  void NoteDirectWrites(uint64_t ino);
+  // A write lease on ino is about to be granted to `who`: its set-ID
+  // bits go now, as for a write of its (KillSetIdOnModify), committed.
+  Status BeforeDirectWrites(uint64_t ino, const Modifier& who);
+  // `who` wrote through a lease of ino: mtime and ctime become now, and
+  // set-ID bits go again (a chmod may have come during the lease).
+  void NoteDirectWrites(uint64_t ino, const Modifier& who);
 
+  // `fn(ino)` drops the kernel's cached attributes of ino (never its
+  // pages: see main.cc); called after changes the kernel did not make
+  // itself. Set before serving, cleared before `fn`'s target goes away.
   void set_attr_invalidator(std::function<void(uint64_t ino)> fn) {
     attr_invalidator_ = std::move(fn);
   }
+  void InvalidateKernelAttrs(uint64_t ino);
 
   uint32_t block_size() const { return bs_; }
   // The volume underneath, for tools and tests (e.g. Device::persist_calls).
@@ -405,7 +428,7 @@ class Vfs {
                    uint64_t keep_off = 0, uint64_t keep_end = 0,
                    BlockRanges* allocated = nullptr);
   // O_TRUNC: truncate to 0, update mtime/ctime, commit.
-  Status OpenTruncateLocked(Inode* inode, bool kill_suidgid);
+  Status OpenTruncateLocked(Inode* inode, const Modifier& who);
 
   // ---- attributes and privileges (vfs_attr.cc) ----
   Status TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* durable);
@@ -413,13 +436,20 @@ class Vfs {
   // old bytes a shrinking truncate left past EOF in the last block (NF:
   // persisted now; else dirty, so fsync persists them before the new size).
   Status ZeroTailForGrowth(Inode* inode, uint64_t new_start);
-  // With `kill_suidgid`, clears set-user-ID, and set-group-ID if group
-  // execute is set, of a regular file (mu exclusive), as Linux does when a
-  // caller without CAP_FSETID modifies a file. Returns whether the mode
-  // changed; the caller commits it. (security.capability stays the
-  // kernel's: it removes it through REMOVEXATTR before the change.)
-  static bool KillSetId(Inode* inode, bool kill_suidgid);
-  void InvalidateKernelAttrs(uint64_t ino);
+  // The kernel's rules for set-ID bits (fs/attr.c), under mu exclusive.
+  // Each returns whether the mode changed (ctime then too); the caller
+  // commits it. (security.capability stays the kernel's: it removes it
+  // through REMOVEXATTR before the change.)
+  //  - A modification (write, truncate, O_TRUNC, fallocate, copy into) of
+  //    a regular file by a caller without CAP_FSETID clears set-user-ID,
+  //    and set-group-ID if group execute is set or the caller is not in
+  //    the file's group (setattr_should_drop_suidgid).
+  //  - chown or chgrp of anything but a directory, by anyone, even one
+  //    that changes no id, clears set-user-ID, and set-group-ID if group
+  //    execute is set or the caller is neither in the file's group (before
+  //    the change) nor holds CAP_FSETID (chown_common).
+  static bool KillSetIdOnModify(Inode* inode, const Modifier& who);
+  static bool KillSetIdOnChown(Inode* inode, const Modifier& who);
 
   // ---- space (vfs_space.cc) ----
   // fallocate mode 0 or KEEP_SIZE: allocates (zeroed) blocks for the holes.

@@ -14,17 +14,38 @@ Result<struct stat> Vfs::Getattr(uint64_t ino) {
   return StatOf(inode.get());
 }
 
-bool Vfs::KillSetId(Inode* inode, bool kill_suidgid) {
-  if (!kill_suidgid || !inode->is_reg()) return false;
-  uint32_t mode = inode->rec.mode;
-  // Set-user-ID always goes; set-group-ID only with group execute (without
-  // it, the bit marks mandatory locking, which Linux leaves alone).
-  mode &= ~S_ISUID;
-  if (mode & S_IXGRP) mode &= ~S_ISGID;
+namespace {
+
+// The kernel's setattr_should_drop_sgid: set-group-ID goes with group
+// execute, and without it (a plain group-ID inheritance mark) when the
+// caller could not have set it: not in the file's group, no CAP_FSETID.
+bool DropsSetGid(uint32_t mode, gid_t gid, const Modifier& who) {
+  if (!(mode & S_ISGID)) return false;
+  if (mode & S_IXGRP) return true;
+  return !who.InGroup(gid) && !who.HasFsetid();
+}
+
+bool SetModeKeepingType(Inode* inode, uint32_t mode) {
   if (mode == inode->rec.mode) return false;
   inode->rec.mode = mode;
   inode->rec.ctime = Now();
   return true;
+}
+
+}  // namespace
+
+bool Vfs::KillSetIdOnModify(Inode* inode, const Modifier& who) {
+  const uint32_t mode = inode->rec.mode;
+  if (!inode->is_reg() || !(mode & (S_ISUID | S_ISGID)) || who.HasFsetid()) return false;
+  const uint32_t sgid = DropsSetGid(mode, inode->rec.gid, who) ? S_ISGID : 0;
+  return SetModeKeepingType(inode, mode & ~(S_ISUID | sgid));
+}
+
+bool Vfs::KillSetIdOnChown(Inode* inode, const Modifier& who) {
+  const uint32_t mode = inode->rec.mode;
+  if (inode->is_dir() || !(mode & (S_ISUID | S_ISGID))) return false;
+  const uint32_t sgid = DropsSetGid(mode, inode->rec.gid, who) ? S_ISGID : 0;
+  return SetModeKeepingType(inode, mode & ~(S_ISUID | sgid));
 }
 
 void Vfs::InvalidateKernelAttrs(uint64_t ino) {
@@ -50,9 +71,17 @@ Result<struct stat> Vfs::Setattr(uint64_t ino, const SetattrRequest& req) {
     NSF_RETURN_IF_ERROR(TruncateLocked(inode.get(), req.size, &txn, &durable));
   }
   if (req.set_mode) r.mode = (r.mode & S_IFMT) | (req.mode & 07777);
+  if (req.who != nullptr) {
+    // A request that sets nothing is a chown(f, -1, -1) (or the kernel
+    // asking for the set-ID bits a write will clear, which the same rule
+    // clears); the group in the rule is the one before the change.
+    const bool sets_nothing = !req.set_mode && !req.set_uid && !req.set_gid && !req.set_size &&
+                              !req.set_atime && !req.set_mtime && !req.set_ctime;
+    if (req.set_uid || req.set_gid || sets_nothing) KillSetIdOnChown(inode.get(), *req.who);
+    if (req.set_size) KillSetIdOnModify(inode.get(), *req.who);
+  }
   if (req.set_uid) r.uid = req.uid;
   if (req.set_gid) r.gid = req.gid;
-  KillSetId(inode.get(), req.kill_suidgid);
   if (req.set_atime) {
     std::lock_guard lazy(inode->lazy_mu);
     r.atime = req.atime_now ? now : FromTimespec(req.atime);

@@ -24,7 +24,7 @@ const char* ZeroBuffer() {
 
 // ---- open files ---------------------------------------------------------------
 
-Status Vfs::Open(uint64_t ino, bool truncate, bool kill_suidgid) {
+Status Vfs::Open(uint64_t ino, bool truncate, const Modifier& who) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
   if (inode->is_dir()) return Status::Error(EISDIR, "is a directory");
   if (truncate && inode->is_reg()) {
@@ -33,7 +33,7 @@ Status Vfs::Open(uint64_t ino, bool truncate, bool kill_suidgid) {
       std::unique_lock lock(inode->mu);
       NSF_RETURN_IF_ERROR(CheckAlive(*inode));
       uint32_t mode = inode->rec.mode;
-      NSF_RETURN_IF_ERROR(OpenTruncateLocked(inode.get(), kill_suidgid));
+      NSF_RETURN_IF_ERROR(OpenTruncateLocked(inode.get(), who));
       killed = inode->rec.mode != mode;
       inode->open_count.fetch_add(1);
     }
@@ -46,11 +46,11 @@ Status Vfs::Open(uint64_t ino, bool truncate, bool kill_suidgid) {
   return Status::Ok();
 }
 
-Status Vfs::OpenTruncateLocked(Inode* inode, bool kill_suidgid) {
+Status Vfs::OpenTruncateLocked(Inode* inode, const Modifier& who) {
   Transaction txn;
   bool durable = false;
   NSF_RETURN_IF_ERROR(TruncateLocked(inode, 0, &txn, &durable));
-  KillSetId(inode, kill_suidgid);
+  KillSetIdOnModify(inode, who);
   inode->rec.mtime = inode->rec.ctime = Now();
   return Commit(std::move(txn), {inode}, durable);
 }
@@ -169,7 +169,7 @@ Status Vfs::FillHoles(Inode* inode, const BlockRanges& ranges, uint32_t flags, u
 }
 
 Result<size_t> Vfs::Write(uint64_t ino, uint64_t off, const char* data, size_t size,
-                          bool kill_suidgid) {
+                          const Modifier& who) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
   bool killed = false;
   Result<size_t> wrote = size_t{0};
@@ -177,7 +177,7 @@ Result<size_t> Vfs::Write(uint64_t ino, uint64_t off, const char* data, size_t s
     std::unique_lock lock(inode->mu);
     NSF_RETURN_IF_ERROR(CheckAlive(*inode));
     wrote = WriteLocked(inode.get(), off, data, size);
-    if (wrote.ok() && *wrote > 0 && KillSetId(inode.get(), kill_suidgid)) {
+    if (wrote.ok() && *wrote > 0 && KillSetIdOnModify(inode.get(), who)) {
       NSF_RETURN_IF_ERROR(Commit(Transaction{}, {inode.get()}, false));
       killed = true;
     }

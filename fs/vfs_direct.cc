@@ -50,12 +50,27 @@ void Vfs::CheckLeases(const Transaction& txn, std::initializer_list<Inode*> touc
   }
 }
 
-void Vfs::NoteDirectWrites(uint64_t ino) {
+Status Vfs::BeforeDirectWrites(uint64_t ino, const Modifier& who) {
+  NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
+  {
+    std::unique_lock lock(inode->mu);
+    NSF_RETURN_IF_ERROR(CheckAlive(*inode));
+    if (!KillSetIdOnModify(inode.get(), who)) return Status::Ok();
+    NSF_RETURN_IF_ERROR(Commit(Transaction{}, {inode.get()}, false));
+  }
+  InvalidateKernelAttrs(ino);
+  return Status::Ok();
+}
+
+void Vfs::NoteDirectWrites(uint64_t ino, const Modifier& who) {
   InodeRef inode = Find(ino);
   if (!inode) return;
   {
     std::unique_lock lock(inode->mu);
     if (inode->destroyed) return;
+    if (KillSetIdOnModify(inode.get(), who)) {
+      (void)Commit(Transaction{}, {inode.get()}, false);  // as Write does
+    }
     // As for an NF write through FUSE: in memory now, persisted with the
     // next metadata commit (SEMANTICS.md section 1).
     inode->rec.mtime = inode->rec.ctime = Now();

@@ -343,7 +343,7 @@ Result<std::string> Vfs::Readlink(uint64_t ino) {
 }
 
 Result<Entry> Vfs::Create(uint64_t parent, std::string_view name, mode_t mode, bool exclusive,
-                          bool truncate, const Caller& caller, bool kill_suidgid) {
+                          bool truncate, const Caller& caller, const Modifier& who) {
   for (;;) {
     auto made = MakeNode(parent, name, S_IFREG | (mode & 07777), 0, {}, caller, /*open=*/true);
     if (made.ok() || made.status().code() != EEXIST || exclusive) return made;
@@ -359,7 +359,7 @@ Result<Entry> Vfs::Create(uint64_t parent, std::string_view name, mode_t mode, b
     if (inode->is_dir()) return Status::Error(EISDIR, "is a directory");
     std::unique_lock lock(inode->mu);
     if (inode->destroyed) continue;
-    if (truncate && inode->is_reg()) NSF_RETURN_IF_ERROR(OpenTruncateLocked(inode.get(), kill_suidgid));
+    if (truncate && inode->is_reg()) NSF_RETURN_IF_ERROR(OpenTruncateLocked(inode.get(), who));
     inode->nlookup.fetch_add(1);
     inode->open_count.fetch_add(1);
     return Entry{inode->ino, StatOf(inode.get())};

@@ -82,7 +82,7 @@ Status Vfs::UnshareLocked(Inode* inode, uint64_t first, uint64_t count) {
 
 Result<size_t> Vfs::CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
                                   uint64_t off_out, size_t len, unsigned flags,
-                                  bool kill_suidgid) {
+                                  const Modifier& who) {
   if (flags != 0) return Status::Error(EINVAL, "flags must be 0");
   NSF_ASSIGN_OR_RETURN(InodeRef in, Get(ino_in));
   NSF_ASSIGN_OR_RETURN(InodeRef out, Get(ino_out));
@@ -109,7 +109,7 @@ Result<size_t> Vfs::CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino
     NSF_ASSIGN_OR_RETURN(done, shareable
                                    ? CopySharedLocked(in.get(), off_in, out.get(), off_out, len)
                                    : CopyBytesLocked(in.get(), off_in, out.get(), off_out, len));
-    if (done > 0 && KillSetId(out.get(), kill_suidgid)) {
+    if (done > 0 && KillSetIdOnModify(out.get(), who)) {
       NSF_RETURN_IF_ERROR(Commit(Transaction{}, {out.get()}, false));
       killed = true;
     }

@@ -12,7 +12,7 @@ namespace nosyncfs {
 
 using namespace vfs_internal;
 
-Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, bool kill_suidgid) {
+Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, const Modifier& who) {
   if (len == 0) return Status::Error(EINVAL, "zero length");
   if (off > kMaxFileSize || len > kMaxFileSize - off) return Status::Error(EFBIG, "too large");
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
@@ -24,7 +24,7 @@ Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, bool k
     NSF_RETURN_IF_ERROR(CheckAlive(*inode));
     // As file_modified() does before any change: the commit of the
     // operation carries the new mode.
-    killed = KillSetId(inode.get(), kill_suidgid);
+    killed = KillSetIdOnModify(inode.get(), who);
     if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
       st = PunchHoleLocked(inode.get(), off, len);
     } else if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {
