@@ -275,6 +275,11 @@ void WaitClockPast(const timespec& t) {
 
 int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn,
           std::chrono::milliseconds timeout) {
+  return RunAs(uid, gid, {}, fn, timeout);
+}
+
+int RunAs(uid_t uid, gid_t gid, const std::vector<gid_t>& groups, const std::function<int()>& fn,
+          std::chrono::milliseconds timeout) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return kRunAsFailed;
   pid_t pid = ::fork();
@@ -286,7 +291,8 @@ int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn,
   if (pid == 0) {
     ::close(fds[0]);
     // Group first: once the uid is dropped, setgid is no longer allowed.
-    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+    if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(gid) != 0 ||
+        ::setuid(uid) != 0) {
       ::_exit(101);
     }
     int result = fn();

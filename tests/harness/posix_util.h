@@ -172,6 +172,9 @@ void WaitClockPast(const timespec& t);
 inline constexpr int kRunAsFailed = -1000;
 int RunAs(uid_t uid, gid_t gid, const std::function<int()>& fn,
           std::chrono::milliseconds timeout = std::chrono::seconds(30));
+// The same with these supplementary groups.
+int RunAs(uid_t uid, gid_t gid, const std::vector<gid_t>& groups, const std::function<int()>& fn,
+          std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 }  // namespace nosyncfs::test
 

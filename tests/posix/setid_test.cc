@@ -1,12 +1,20 @@
-// Set-user-ID and set-group-ID bits when a file is modified. The daemon
-// claims FUSE_HANDLE_KILLPRIV_V2, so it clears them itself: as on ext4, a
-// caller without CAP_FSETID who writes, truncates, O_TRUNC-opens,
-// fallocates or copies into a file clears set-user-ID, and set-group-ID
-// when group execute is set; root keeps them; chown clears them for
-// everyone. The kernel still removes security.capability on a write.
+// Set-user-ID and set-group-ID bits when a file is modified or its owner
+// changes. The daemon claims FUSE_HANDLE_KILLPRIV_V2, so it clears them
+// itself, by the kernel's rules (fs/attr.c), checked here against what
+// ext4 and tmpfs do:
+//  - a caller without CAP_FSETID who writes, truncates, O_TRUNC-opens,
+//    fallocates or copies into a regular file clears set-user-ID, and
+//    set-group-ID when group execute is set or the caller is not in the
+//    file's group; root keeps both;
+//  - chown and chgrp of anything but a directory, even chown(f, -1, -1),
+//    clear set-user-ID for everyone, root included, and set-group-ID when
+//    group execute is set or the caller is neither in the file's group
+//    nor root.
+// The kernel still removes security.capability on a write.
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -94,6 +102,40 @@ std::vector<Modification> Modifications() {
 
 mode_t ModeOf(const std::string& path) { return MustStat(path).st_mode & 07777; }
 
+// Groups of the chown tests, as in the POSIX conformance suites: the owner
+// 65534 is in kGroupA and kGroupB, not in kGroupC.
+constexpr gid_t kGroupA = 65533, kGroupB = 65532, kGroupC = 65531;
+
+// One node of each kind that is not a directory, made by root.
+struct NodeKind {
+  const char* name;
+  std::function<void(const std::string&)> make;
+};
+
+std::vector<NodeKind> NodeKinds() {
+  auto node = [](mode_t type, dev_t rdev = 0) {
+    return [type, rdev](const std::string& p) {
+      REQUIRE(ErrnoOf(::mknod(p.c_str(), type | 0644, rdev)) == 0);
+    };
+  };
+  return {{"regular file", [](const std::string& p) { WriteFile(p, "data"); }},
+          {"FIFO", node(S_IFIFO)},
+          {"socket", node(S_IFSOCK)},
+          {"character device", node(S_IFCHR, makedev(1, 3))},
+          {"block device", node(S_IFBLK, makedev(7, 0))}};
+}
+
+// chown(path, uid, gid) as the owner, kNobody in kGroupA and kGroupB;
+// `how` picks chown, lchown, or chown through a symlink `link`.
+int ChownAsOwner(const std::string& how, const std::string& path, const std::string& link,
+                 uid_t uid, gid_t gid) {
+  return RunAs(kNobody, kGroupA, {kGroupB}, [&] {
+    if (how == "lchown") return ErrnoOf(::lchown(path.c_str(), uid, gid)).value;
+    if (how == "chown through a symlink") return ErrnoOf(::chown(link.c_str(), uid, gid)).value;
+    return ErrnoOf(::chown(path.c_str(), uid, gid)).value;
+  });
+}
+
 // The mode as the kernel has it cached: statx asking for the mode only,
 // which a valid cached mode answers without asking the daemon.
 mode_t CachedModeOf(const std::string& path) {
@@ -128,9 +170,19 @@ TEST_CASE("set-ID bits: unprivileged modifications clear them, root's keep them"
     CHECK(CachedModeOf(f) == 0777);
     CHECK(ModeOf(f) == 0777);
 
-    // Set-group-ID without group execute (a mandatory-locking mark) stays.
+    // Set-group-ID without group execute goes for a caller outside the
+    // file's group (root's group here)...
     REQUIRE(ErrnoOf(::chmod(f.c_str(), 06767)) == 0);
     CHECK(RunAs(kNobody, kNogroup, [&] { return m.run(f, other); }) == 0);
+    CHECK(ModeOf(f) == 0767);
+    // ... and stays for one inside it, by a supplementary group or the
+    // primary one.
+    REQUIRE(ErrnoOf(::chown(f.c_str(), 0, kGroupA)) == 0);
+    REQUIRE(ErrnoOf(::chmod(f.c_str(), 06767)) == 0);
+    CHECK(RunAs(kNobody, kNogroup, {kGroupA}, [&] { return m.run(f, other); }) == 0);
+    CHECK(ModeOf(f) == 02767);
+    REQUIRE(ErrnoOf(::chmod(f.c_str(), 06767)) == 0);
+    CHECK(RunAs(kNobody, kGroupA, [&] { return m.run(f, other); }) == 0);
     CHECK(ModeOf(f) == 02767);
 
     // Root (CAP_FSETID) keeps both.
@@ -139,6 +191,65 @@ TEST_CASE("set-ID bits: unprivileged modifications clear them, root's keep them"
     CHECK(ModeOf(f) == 06777);
     REQUIRE(ErrnoOf(::unlink(f.c_str())) == 0);
   }
+}
+
+TEST_CASE("set-ID bits: chown and chgrp clear them as Linux does, for every kind of file",
+          "[posix][attr][setid]") {
+  TestVolume vol;
+  vol.Mount();
+  ::umask(0);
+  const std::string link = vol.Path("link");
+  for (const NodeKind& kind : NodeKinds()) {
+    for (const std::string how : {"chown", "lchown", "chown through a symlink"}) {
+      INFO(kind.name << ", " << how);
+      const std::string f = vol.Path("f");
+      kind.make(f);
+      REQUIRE(ErrnoOf(::symlink("f", link.c_str())) == 0);
+      auto owned = [&](gid_t gid, mode_t mode) {
+        REQUIRE(ErrnoOf(::chown(f.c_str(), kNobody, gid)) == 0);
+        REQUIRE(ErrnoOf(::chmod(f.c_str(), mode)) == 0);
+        REQUIRE(ModeOf(f) == mode);
+      };
+      // The owner changes the group, or only names it again, or nothing:
+      // both bits go (group execute is set).
+      owned(kGroupA, 06555);
+      CHECK(ChownAsOwner(how, f, link, kNobody, kGroupB) == 0);
+      CHECK(ModeOf(f) == 0555);
+      CHECK(MustStat(f).st_gid == kGroupB);
+      owned(kGroupB, 06555);
+      CHECK(ChownAsOwner(how, f, link, -1, kGroupA) == 0);
+      CHECK(ModeOf(f) == 0555);
+      owned(kGroupA, 06555);
+      CHECK(ChownAsOwner(how, f, link, -1, -1) == 0);
+      CHECK(ModeOf(f) == 0555);
+      // Without group execute, set-group-ID stays for an owner in the
+      // file's group and goes for one outside it.
+      owned(kGroupA, 06745);
+      CHECK(ChownAsOwner(how, f, link, -1, -1) == 0);
+      CHECK(ModeOf(f) == 02745);
+      owned(kGroupC, 06745);
+      CHECK(ChownAsOwner(how, f, link, -1, -1) == 0);
+      CHECK(ModeOf(f) == 0745);
+      // Root: set-user-ID goes all the same; set-group-ID goes with group
+      // execute and stays without (CAP_FSETID).
+      owned(kGroupA, 06555);
+      CHECK(ErrnoOf(::chown(f.c_str(), kNobody - 2, kGroupC)) == 0);
+      CHECK(ModeOf(f) == 0555);
+      owned(kGroupA, 06745);
+      CHECK(ErrnoOf(::chown(f.c_str(), kNobody - 2, kGroupC)) == 0);
+      CHECK(ModeOf(f) == 02745);
+      REQUIRE(ErrnoOf(::unlink(link.c_str())) == 0);
+      REQUIRE(ErrnoOf(::unlink(f.c_str())) == 0);
+    }
+  }
+  // A directory keeps both (set-group-ID there is inheritance).
+  const std::string d = vol.Path("d");
+  REQUIRE(ErrnoOf(::mkdir(d.c_str(), 0755)) == 0);
+  REQUIRE(ErrnoOf(::chmod(d.c_str(), 06755)) == 0);
+  CHECK(ErrnoOf(::chown(d.c_str(), kNobody, kGroupA)) == 0);
+  CHECK(ModeOf(d) == 06755);
+  CHECK(ChownAsOwner("chown", d, link, -1, kGroupB) == 0);
+  CHECK(ModeOf(d) == 06755);
 }
 
 TEST_CASE("set-ID bits survive a remount once cleared", "[posix][attr][setid][persistence]") {
