@@ -49,10 +49,13 @@ class EmulatedDevice final : public Device {
   // `volatile_fd` is the memfd behind the mapping, or -1 (read-only).
   EmulatedDevice(int fd, int volatile_fd, char* base, uint64_t size)
       : Device(base, size), fd_(fd), volatile_fd_(volatile_fd) {}
+  // The image (and its lock) goes first: a mount waiting for the device
+  // need not wait for the volatile copy to be freed, tens of milliseconds
+  // per GiB. Nothing reaches the image after this.
   ~EmulatedDevice() override {
+    ::close(fd_);
     munmap(base_, size_);
     if (volatile_fd_ >= 0) ::close(volatile_fd_);
-    ::close(fd_);
   }
 
   PersistGranularity granularity() const override {

@@ -26,10 +26,12 @@ class Pmem2Device final : public Device {
         map_(map),
         persist_(pmem2_get_persist_fn(map)),
         devdax_(devdax) {}
+  // The descriptor (and its lock) first, as EmulatedDevice does: the
+  // mapping keeps the file, and nothing is stored through it any more.
   ~Pmem2Device() override {
+    ::close(fd_);
     pmem2_map_delete(&map_);
     pmem2_source_delete(&source_);
-    ::close(fd_);
   }
 
   PersistGranularity granularity() const override {
@@ -76,8 +78,8 @@ class MsyncDevice final : public Device {
  public:
   MsyncDevice(int fd, char* base, uint64_t size) : Device(base, size), fd_(fd) {}
   ~MsyncDevice() override {
+    ::close(fd_);  // the lock first, as above
     munmap(base_, size_);
-    ::close(fd_);
   }
   PersistGranularity granularity() const override { return PersistGranularity::kPage; }
   SharedFds shared_fds() const override {
