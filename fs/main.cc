@@ -7,6 +7,7 @@
 #define FUSE_USE_VERSION 312
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -77,24 +78,51 @@ int WaitForChild(pid_t child, int fd) {
   return 1;
 }
 
-// After `umount` returns, the previous daemon may still be finishing its
-// durable shutdown (the last flush and checkpoint) with the device locked.
-// A mount right behind it waits for that, bounded, and says so; if the lock
-// stays, Volume::Open then fails with the usual "in use" error.
-void WaitForDeviceLock(const MountOptions& mo) {
-  auto locked = Device::Locked(mo.device);
-  if (!locked.ok() || !*locked || mo.lock_wait_seconds == 0) return;
-  std::fprintf(stderr,
-               "nosyncfs: %s is locked by another process (a nosyncfs still shutting down?); "
-               "waiting up to %u s\n",
-               mo.device.c_str(), mo.lock_wait_seconds);
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(mo.lock_wait_seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    locked = Device::Locked(mo.device);
-    if (!locked.ok() || !*locked) return;
+// The log: stderr with time stamps in the foreground (-f), syslog
+// otherwise, from the first line on. A mount that succeeds prints nothing
+// on stderr (as mount(8) and ext4); stderr is for what explains a failure.
+void SetUpLogging(const MountOptions& mo) {
+  // Every line names the device: one journal or syslog may hold several
+  // mounts. Syslog (journald) stamps time, host and pid itself.
+  std::string device;  // as a pattern: '%' doubled
+  for (char c : mo.device) device += c == '%' ? std::string("%%") : std::string(1, c);
+  if (!mo.foreground) {
+    spdlog::set_default_logger(spdlog::syslog_logger_mt("nosyncfs", "nosyncfs", LOG_PID, LOG_DAEMON,
+                                                        /*enable_formatting=*/true));
+    spdlog::set_pattern(device + ": %v");
+  } else {
+    spdlog::set_default_logger(spdlog::stderr_logger_mt("nosyncfs"));
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e nosyncfs[%P] %l: " + device + ": %v");
   }
+  if (mo.debug) spdlog::set_level(spdlog::level::debug);
+}
+
+// After `umount` returns, the previous daemon may still be finishing its
+// durable shutdown (the last flush and checkpoint) with the device locked:
+// a few milliseconds (docs/architecture.md, "Unmount"). A mount right
+// behind it waits for that, bounded, and logs it; if the lock stays,
+// Volume::Open then fails with the usual "in use" error, to which the
+// returned text (how long it waited) is added.
+std::string WaitForDeviceLock(const MountOptions& mo) {
+  auto locked = Device::Locked(mo.device);
+  if (!locked.ok() || !*locked || mo.lock_wait_seconds == 0) return "";
+  spdlog::info("the device is locked by another process (a nosyncfs still shutting down?); "
+               "waiting up to {} s",
+               mo.lock_wait_seconds);
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::seconds(mo.lock_wait_seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    locked = Device::Locked(mo.device);
+    if (!locked.ok() || !*locked) {
+      spdlog::info("the device was released after {} ms",
+                   std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now() - start)
+                       .count());
+      return "";
+    }
+  }
+  return " (waited " + std::to_string(mo.lock_wait_seconds) + " s for it)";
 }
 
 void Detach() {
@@ -127,27 +155,21 @@ void RaiseReadahead(const std::string& real_mountpoint) {
   if (!knob) spdlog::debug("cannot raise readahead of {} (not root?)", device);
 }
 
-int Serve(const MountOptions& mo, StartupReporter* reporter, bool background) {
-  // Every line names the device: one journal or syslog may hold several
-  // mounts. Syslog (journald) stamps time, host and pid itself.
-  std::string device;  // as a pattern: '%' doubled
-  for (char c : mo.device) device += c == '%' ? std::string("%%") : std::string(1, c);
-  if (background) {
-    spdlog::set_default_logger(spdlog::syslog_logger_mt("nosyncfs", "nosyncfs", LOG_PID, LOG_DAEMON,
-                                                        /*enable_formatting=*/true));
-    spdlog::set_pattern(device + ": %v");
-  } else {
-    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e nosyncfs[%P] %l: " + device + ": %v");
-  }
-  if (mo.debug) spdlog::set_level(spdlog::level::debug);
-  // Recovery after a crash may take a while: its progress goes to stderr,
-  // which is still the mount command's until the daemon detaches.
-  Progress progress(Progress::Style::kHuman, STDERR_FILENO, "nosyncfs: " + mo.device + ":");
+// `lock_wait_note` is WaitForDeviceLock's, for an "in use" failure.
+int Serve(const MountOptions& mo, StartupReporter* reporter, bool background,
+          const std::string& lock_wait_note) {
+  // Recovery after a crash may take a while: a person at a terminal sees
+  // its progress (after a quiet second), on stderr, which is still the
+  // mount command's until the daemon detaches. Anywhere else a mount that
+  // succeeds says nothing; the log gets the summary.
+  Progress progress(::isatty(STDERR_FILENO) ? Progress::Style::kHuman : Progress::Style::kNone,
+                    STDERR_FILENO, "nosyncfs: " + mo.device + ":");
   VolumeOptions volume_options = mo.volume;
   volume_options.progress = &progress;
   auto volume = Volume::Open(mo.device, volume_options);
   if (!volume.ok()) {
-    reporter->Fail(volume.status().message());
+    reporter->Fail(volume.status().message() +
+                   (volume.status().code() == EBUSY ? lock_wait_note : std::string()));
     return 1;
   }
   spdlog::info("uuid {}, persistence: {}{}, metadata in {}{}",
@@ -262,6 +284,7 @@ int Main(int argc, char** argv) {
     std::fputs(kMountUsage, stdout);
     return 0;
   }
+  SetUpLogging(mo);
   struct stat st;
   if (stat(mo.mountpoint.c_str(), &st) != 0) {
     std::fprintf(stderr, "nosyncfs: mount point %s does not exist\n", mo.mountpoint.c_str());
@@ -279,17 +302,15 @@ int Main(int argc, char** argv) {
                    mo.device.c_str(), existing->mount_point.c_str(), bound.message().c_str());
       return 1;
     }
-    std::fprintf(stderr,
-                 "nosyncfs: %s is already mounted on %s; %s now shows the same file system%s, "
-                 "served by that mount's daemon\n",
-                 mo.device.c_str(), existing->mount_point.c_str(), mo.mountpoint.c_str(),
-                 mo.volume.read_only ? " (read-only)" : "");
+    spdlog::info("already mounted on {}; {} now shows the same file system{}, served by that "
+                 "mount's daemon",
+                 existing->mount_point, mo.mountpoint, mo.volume.read_only ? " (read-only)" : "");
     return 0;
   }
-  WaitForDeviceLock(mo);
+  const std::string lock_wait_note = WaitForDeviceLock(mo);
   if (mo.foreground) {
     StartupReporter reporter(-1);
-    return Serve(mo, &reporter, false);
+    return Serve(mo, &reporter, false, lock_wait_note);
   }
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
@@ -307,7 +328,7 @@ int Main(int argc, char** argv) {
   }
   close(fds[0]);
   StartupReporter reporter(fds[1]);
-  return Serve(mo, &reporter, true);
+  return Serve(mo, &reporter, true, lock_wait_note);
 }
 
 }  // namespace

@@ -151,7 +151,7 @@ TEST_CASE("a second mount of a device: ro beside rw is read-only, rw beside ro i
   CommandResult ro = TestVolume::RunDaemon({vol.image(), second, "-o", "ro"});
   INFO(ro.Describe());
   REQUIRE(ro.exit_status == 0);
-  CHECK(Contains(ro.err, "(read-only)"));
+  CHECK(ro.err.empty());  // said in the log only
   const std::string opts = MountPointOptions(second).value_or("");
   INFO("second mount: " << opts);
   CHECK(HasOption(opts, "ro"));
