@@ -503,35 +503,37 @@ void TestVolume::KillDaemon() {
   ClearDeadMount();
 }
 
-bool TestVolume::WaitUntilReleased(std::chrono::milliseconds timeout) const {
+std::vector<pid_t> TestVolume::Holders() const {
   const std::string prefix = dir() + "/";
   const pid_t self = ::getpid();
-  auto held = [&] {
-    DIR* proc = ::opendir("/proc");
-    if (proc == nullptr) return false;
+  std::vector<pid_t> holders;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return holders;
+  while (struct dirent* de = ::readdir(proc)) {
+    char* end = nullptr;
+    long pid = std::strtol(de->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0 || pid == self) continue;
+    std::string fd_dir = std::string("/proc/") + de->d_name + "/fd";
+    DIR* fds = ::opendir(fd_dir.c_str());
+    if (fds == nullptr) continue;
     bool found = false;
-    while (struct dirent* de = ::readdir(proc)) {
-      char* end = nullptr;
-      long pid = std::strtol(de->d_name, &end, 10);
-      if (*end != '\0' || pid <= 0 || pid == self) continue;
-      std::string fd_dir = std::string("/proc/") + de->d_name + "/fd";
-      DIR* fds = ::opendir(fd_dir.c_str());
-      if (fds == nullptr) continue;
-      while (struct dirent* fe = ::readdir(fds)) {
-        char target[4096];
-        std::string link = fd_dir + "/" + fe->d_name;
-        ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
-        if (n <= 0) continue;
-        target[n] = '\0';
-        if (std::strncmp(target, prefix.c_str(), prefix.size()) == 0) found = true;
-      }
-      ::closedir(fds);
-      if (found) break;
+    while (struct dirent* fe = ::readdir(fds)) {
+      char target[4096];
+      std::string link = fd_dir + "/" + fe->d_name;
+      ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+      if (n <= 0) continue;
+      target[n] = '\0';
+      if (std::strncmp(target, prefix.c_str(), prefix.size()) == 0) found = true;
     }
-    ::closedir(proc);
-    return found;
-  };
-  return WaitUntil([&] { return !held(); }, timeout, milliseconds(20));
+    ::closedir(fds);
+    if (found) holders.push_back(static_cast<pid_t>(pid));
+  }
+  ::closedir(proc);
+  return holders;
+}
+
+bool TestVolume::WaitUntilReleased(std::chrono::milliseconds timeout) const {
+  return WaitUntil([&] { return Holders().empty(); }, timeout, milliseconds(20));
 }
 
 std::string TestVolume::DaemonLog() const {

@@ -171,6 +171,9 @@ class TestVolume {
   // daemonized nosyncfs finishing its shutdown after fusermount3 -u.
   // Returns false on timeout.
   bool WaitUntilReleased(std::chrono::milliseconds timeout = std::chrono::seconds(20)) const;
+  // The processes (other than this one) with a file under dir() open, e.g.
+  // the daemon of a mount made by RunDaemon.
+  std::vector<pid_t> Holders() const;
 
   // Everything the daemon(s) wrote to stdout/stderr so far.
   std::string DaemonLog() const;

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -103,17 +105,42 @@ TEST_CASE("umount followed at once by a mount of the same device works, in a loo
 TEST_CASE("a mount that succeeds prints nothing, even right behind an unmount", "[posix][mount]") {
   TestVolume vol;
   const std::vector<std::string> mount = {vol.image(), vol.mountpoint(), "-o", "emulate=strict"};
-  for (int i = 0; i < 5; ++i) {
+  CommandResult first = TestVolume::RunDaemon(mount);
+  REQUIRE(first.exit_status == 0);
+  for (int i = 0; i < 4; ++i) {
     INFO("cycle " << i);
+    WriteFile(vol.Path("f" + std::to_string(i)), Pattern(i, 1 << 20));
+    // As a script does: umount, then mount at once. Every other cycle the
+    // old daemon is held (stopped) for a while after the unmount, so the
+    // new mount certainly finds the device still locked, and waits.
+    std::vector<pid_t> old = vol.Holders();
+    REQUIRE(old.size() == 1);
+    const bool hold = i % 2 == 0;
+    // Continued 300 ms after the unmount, and in every outcome.
+    struct Resume {
+      pid_t pid;
+      std::thread thread;
+      ~Resume() {
+        if (thread.joinable()) thread.join();
+        ::kill(pid, SIGCONT);
+      }
+    } resume{old[0], {}};
+    if (hold) REQUIRE(::kill(old[0], SIGSTOP) == 0);  // our daemon, by pid
+    // umount(2) itself: umount(8) would look at the mount point first,
+    // which a stopped daemon cannot answer.
+    REQUIRE(ErrnoOf(::umount2(vol.mountpoint().c_str(), 0)) == 0);
+    resume.thread = std::thread([pid = old[0]] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      ::kill(pid, SIGCONT);
+    });
     CommandResult r = TestVolume::RunDaemon(mount);
     INFO(r.Describe());
     REQUIRE(r.exit_status == 0);
     CHECK(r.err.empty());
     CHECK(r.out.empty());
-    WriteFile(vol.Path("f" + std::to_string(i)), Pattern(i, 1 << 20));
-    // At once, as a script does: the old daemon may still hold the device.
-    REQUIRE(RunCommand({"umount", vol.mountpoint()}).exit_status == 0);
   }
+  CHECK(ReadFile(vol.Path("f3")) == Pattern(3, 1 << 20));
+  REQUIRE(RunCommand({"umount", vol.mountpoint()}).exit_status == 0);
   REQUIRE(vol.WaitUntilReleased());
 }
 
