@@ -191,7 +191,10 @@ uint32_t PersistenceOf(PersistGranularity g) {
 }  // namespace
 
 DirectServer::DirectServer(Vfs* vfs, DirectAccessOptions options, std::string mountpoint)
-    : vfs_(vfs), options_(std::move(options)), mountpoint_(std::move(mountpoint)) {}
+    : vfs_(vfs),
+      options_(std::move(options)),
+      mountpoint_(std::move(mountpoint)),
+      lease_break_ms_(options_.lease_break_ms) {}
 
 Result<std::unique_ptr<DirectServer>> DirectServer::Start(Vfs* vfs,
                                                           const DirectAccessOptions& options,
@@ -249,7 +252,8 @@ Status DirectServer::Listen(const std::string& uuid) {
     ::unlink(socket_path_.c_str());
     return st;
   }
-  spdlog::info("direct access on {} (lease break {} ms)", socket_path_, options_.lease_break_ms);
+  spdlog::info("direct access on {} (lease break {} ms)", socket_path_,
+               lease_break_ms_.load(std::memory_order_relaxed));
   return Status::Ok();
 }
 
@@ -289,19 +293,33 @@ bool DirectServer::Leased(uint64_t ino) const {
 void DirectServer::BeforeLayoutChange(uint64_t ino, const NfLayout& after) {
   std::unique_lock lock(mu_);
   std::vector<uint64_t> broken;
-  std::vector<std::shared_ptr<Connection>> holders;
   for (auto [it, end] = leases_by_ino_.equal_range(ino); it != end; ++it) {
     const Lease& lease = *leases_.at(it->second);
-    if (Honours(after, lease.layout)) continue;
-    broken.push_back(lease.id);
-    holders.push_back(lease.conn);
+    if (!Honours(after, lease.layout)) broken.push_back(lease.id);
   }
+  RevokeAndWait(std::move(lock), broken);
+}
+
+void DirectServer::RevokeWriteLeases() {
+  std::unique_lock lock(mu_);
+  std::vector<uint64_t> writable;
+  for (const auto& [id, lease] : leases_) {
+    if (lease->writable) writable.push_back(id);
+  }
+  RevokeAndWait(std::move(lock), writable);
+}
+
+void DirectServer::RevokeAndWait(std::unique_lock<std::mutex> lock,
+                                 const std::vector<uint64_t>& broken) {
   if (broken.empty()) return;
+  std::vector<std::shared_ptr<Connection>> holders;
+  for (uint64_t id : broken) holders.push_back(leases_.at(id)->conn);
   // The sends may wait for room in a client's queue: not under mu_, which
   // the reader needs for the ACKs that make room.
   lock.unlock();
+  const uint32_t lease_break_ms = lease_break_ms_.load(std::memory_order_relaxed);
   const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.lease_break_ms);
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(lease_break_ms);
   std::vector<std::shared_ptr<Connection>> unreachable;
   for (size_t i = 0; i < broken.size(); ++i) {
     revocations_.fetch_add(1, std::memory_order_relaxed);
@@ -331,7 +349,7 @@ void DirectServer::BeforeLayoutChange(uint64_t ino, const NfLayout& after) {
       spdlog::warn(
           "direct access: pid {} (uid {}) did not acknowledge the revocation of its lease on "
           "inode {} within {} ms: cut off",
-          conn->pid, conn->uid, ino, options_.lease_break_ms);
+          conn->pid, conn->uid, it->second->ino, lease_break_ms);
       CutOffLocked(conn);
     }
   }
@@ -539,7 +557,8 @@ bool DirectServer::Welcome(Connection& conn) {
   const Device& device = vfs_->volume().device();
   const Device::SharedFds shared = device.shared_fds();
   nsf_msg_welcome m{NSF_MSG_WELCOME, NSF_PROTOCOL_VERSION, device.size(),
-                    PersistenceOf(device.granularity()), options_.lease_break_ms};
+                    PersistenceOf(device.granularity()),
+                    lease_break_ms_.load(std::memory_order_relaxed)};
   int fds[2] = {shared.map_fd, shared.persist_fd};
   if (!SendPacket(conn.fd, &m, sizeof(m), fds, shared.persist_fd >= 0 ? 2 : 1)) return false;
   conn.welcomed = true;
@@ -636,6 +655,12 @@ void DirectServer::Grant(const LeaseRequest& r) {
       refused = EPERM;
       return;
     }
+    // Under mu_: a remount read-only sets the flag, then revokes every
+    // write lease registered under mu_ (RevokeWriteLeases).
+    if (writable && vfs_->read_only()) {
+      refused = EROFS;
+      return;
+    }
     auto lease = std::make_unique<Lease>();
     lease->id = next_lease_++;
     lease->ino = r.ino;
@@ -664,7 +689,8 @@ void DirectServer::Grant(const LeaseRequest& r) {
     lease_count_.fetch_add(1, std::memory_order_release);
     lock.unlock();
     const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.lease_break_ms);
+        std::chrono::steady_clock::now() +
+        std::chrono::milliseconds(lease_break_ms_.load(std::memory_order_relaxed));
     const bool sent = SendPacket(r.conn->fd, packet.data(), packet.size(), nullptr, 0, deadline);
     lock.lock();
     if (!sent) return DropLeaseLocked(id);

@@ -81,6 +81,13 @@ class DirectServer final : public LayoutLeases {
 
   bool Leased(uint64_t ino) const override;
   void BeforeLayoutChange(uint64_t ino, const NfLayout& after) override;
+  void RevokeWriteLeases() override;
+
+  // lease_break= changed by a remount: revocations from now on, and
+  // clients welcomed from now on, get the new time. Thread-safe.
+  void set_lease_break_ms(uint32_t ms) { lease_break_ms_.store(ms, std::memory_order_relaxed); }
+  // Who may connect (direct=), fixed at mount.
+  const DirectAccessOptions& options() const { return options_; }
 
   // "key value" lines for user.nosyncfs.stats.
   std::string StatsText() const;
@@ -108,6 +115,10 @@ class DirectServer final : public LayoutLeases {
   void Grant(const LeaseRequest& request);
   // Reads the peer's credentials; whether direct= lets it in.
   bool PeerAllowed(int fd, Peer* peer) const;
+  // Sends REVOKE for each lease in `ids` (lock holds mu_, and is released
+  // for the sends) and waits, at most the lease-break time, for each to be
+  // acknowledged, released or closed; holders that did not are cut off.
+  void RevokeAndWait(std::unique_lock<std::mutex> lock, const std::vector<uint64_t>& ids);
   // Under mu_: drops a lease from both indexes.
   void DropLeaseLocked(uint64_t lease_id);
   // Under mu_: no more leases for conn; its leased blocks are quarantined.
@@ -116,6 +127,7 @@ class DirectServer final : public LayoutLeases {
   Vfs* vfs_;
   const DirectAccessOptions options_;
   const std::string mountpoint_;
+  std::atomic<uint32_t> lease_break_ms_;
   std::string socket_path_;
   int listen_fd_ = -1;
   int wake_fd_ = -1;  // eventfd: stop the reader

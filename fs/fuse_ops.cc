@@ -17,6 +17,7 @@
 #include "client/protocol.h"
 #include "fs/credentials.h"
 #include "fs/direct_server.h"
+#include "fs/remount.h"
 #include "fs/fuse_channel.h"
 #include "fs/ioctl.h"
 #include "fs/vfs.h"
@@ -46,14 +47,16 @@ constexpr char kReservedXattrPrefix[] = "user.nosyncfs.";
 FuseContext* ContextOf(fuse_req_t req) { return static_cast<FuseContext*>(fuse_req_userdata(req)); }
 Vfs* VfsOf(fuse_req_t req) { return ContextOf(req)->vfs; }
 
-// A read-only mount: the kernel refuses changes itself (MS_RDONLY), but
-// `mount -o remount,rw` lifts that without a word to the daemon, whose
-// device is mapped read-only. So every request that would change the file
-// system is answered EROFS here, before the Vfs sees it. True if refused.
-bool RefusedReadOnly(fuse_req_t req) {
-  if (!VfsOf(req)->read_only()) return false;
-  fuse_reply_err(req, EROFS);
-  return true;
+// Every request that would change the file system runs under a ticket,
+// so that a remount read-only waits for it (Vfs::BeginChange). Read-only,
+// it is answered EROFS here, before the Vfs sees it: the kernel refuses
+// changes itself on a read-only mount (MS_RDONLY), but a mount(2) with
+// MS_REMOUNT that lifts that never reaches the daemon, whose device may
+// be mapped read-only. Empty (and answered) if refused.
+std::optional<Vfs::ChangeTicket> ChangeTicketOr(fuse_req_t req) {
+  std::optional<Vfs::ChangeTicket> ticket = VfsOf(req)->BeginChange();
+  if (!ticket) fuse_reply_err(req, EROFS);
+  return ticket;
 }
 
 bool IsReservedXattr(const char* name) {
@@ -186,7 +189,8 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 }
 
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   SetattrRequest s;
   s.set_mode = to_set & FUSE_SET_ATTR_MODE;
   s.set_uid = to_set & FUSE_SET_ATTR_UID;
@@ -219,38 +223,45 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   ReplyEntry(req, VfsOf(req)->Mknod(parent, name, mode, rdev, CallerOf(req)));
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   ReplyEntry(req, VfsOf(req)->Mkdir(parent, name, mode, CallerOf(req)));
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   ReplyStatus(req, VfsOf(req)->Unlink(parent, name));
 }
 
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   ReplyStatus(req, VfsOf(req)->Rmdir(parent, name));
 }
 
 void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   ReplyEntry(req, VfsOf(req)->Symlink(parent, name, target, CallerOf(req)));
 }
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
               const char* newname, unsigned int flags) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   ReplyStatus(req, VfsOf(req)->Rename(parent, name, newparent, newname, flags));
 }
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   ReplyEntry(req, VfsOf(req)->Link(ino, newparent, newname));
 }
 
@@ -272,8 +283,10 @@ void ReplyOpenFlags(fuse_file_info* fi) {
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  if (((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) && RefusedReadOnly(req)) {
-    return;
+  std::optional<Vfs::ChangeTicket> ticket;
+  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+    ticket = ChangeTicketOr(req);
+    if (!ticket) return;
   }
   Status st = VfsOf(req)->Open(ino, fi->flags & O_TRUNC, KernelFlagged(req));
   if (!st.ok()) return ReplyError(req, st);
@@ -283,7 +296,8 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   auto r = CurrentRawRequest().tmpfile
                ? VfsOf(req)->CreateTmpfile(parent, mode, CallerOf(req))
                : VfsOf(req)->Create(parent, name, mode, fi->flags & O_EXCL, fi->flags & O_TRUNC,
@@ -304,7 +318,8 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
              fuse_file_info*) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   auto r = VfsOf(req)->Write(ino, static_cast<uint64_t>(off), buf, size, KernelFlagged(req));
   if (!r.ok()) return ReplyError(req, r.status());
   fuse_reply_write(req, *r);
@@ -395,7 +410,8 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   if (IsReservedXattr(name)) return (void)fuse_reply_err(req, EPERM);
   ReplyStatus(req, VfsOf(req)->Setxattr(ino, name, std::string_view(value, size), flags));
 }
@@ -426,25 +442,49 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   if (IsReservedXattr(name)) return (void)fuse_reply_err(req, EPERM);
   ReplyStatus(req, VfsOf(req)->Removexattr(ino, name));
 }
 
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
                  fuse_file_info*) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   if (offset < 0 || length <= 0) return (void)fuse_reply_err(req, EINVAL);
   ReplyStatus(req, VfsOf(req)->Fallocate(ino, mode, static_cast<uint64_t>(offset),
                                          static_cast<uint64_t>(length), Unflagged(req)));
 }
 
+// NSF_IOC_REMOUNT (fs/ioctl.h), on the root, for a caller with
+// CAP_SYS_ADMIN: no change ticket, since it may make the file system
+// read-only, which waits for every ticket.
+void Remount(fuse_req_t req, const void* in_buf, size_t in_bufsz) {
+  constexpr int kCapSysAdmin = 21;  // <linux/capability.h>
+  nsf_remount_args args;
+  if (in_bufsz != sizeof(args)) return (void)fuse_reply_err(req, EINVAL);
+  if (!ProcessHasCapability(fuse_req_ctx(req)->pid, kCapSysAdmin)) {
+    return (void)fuse_reply_err(req, EPERM);
+  }
+  std::memcpy(&args, in_buf, sizeof(args));
+  ContextOf(req)->remounter->Handle(&args);
+  fuse_reply_ioctl(req, 0, &args, sizeof(args));
+}
+
 void OpIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_info* fi,
              unsigned flags, const void* in_buf, size_t in_bufsz, size_t) {
-  if (RefusedReadOnly(req)) return;
-  if (cmd != NSF_IOC_FALLOCATE || (flags & FUSE_IOCTL_COMPAT)) {
+  if (flags & FUSE_IOCTL_COMPAT) return (void)fuse_reply_err(req, ENOTTY);
+  if (cmd == NSF_IOC_REMOUNT && ino == FUSE_ROOT_ID && (flags & FUSE_IOCTL_DIR) &&
+      ContextOf(req)->remounter != nullptr) {
+    return Remount(req, in_buf, in_bufsz);
+  }
+  // On regular files only: a directory's handle is its DirStream.
+  if (cmd != NSF_IOC_FALLOCATE || (flags & FUSE_IOCTL_DIR)) {
     return (void)fuse_reply_err(req, ENOTTY);
   }
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   nsf_fallocate_args args;
   if (in_bufsz != sizeof(args)) return (void)fuse_reply_err(req, EINVAL);
   std::memcpy(&args, in_buf, sizeof(args));
@@ -473,7 +513,8 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
 
 void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*,
                      fuse_ino_t ino_out, off_t off_out, fuse_file_info*, size_t len, int flags) {
-  if (RefusedReadOnly(req)) return;
+  auto ticket = ChangeTicketOr(req);
+  if (!ticket) return;
   if (off_in < 0 || off_out < 0) return (void)fuse_reply_err(req, EINVAL);
   auto r = VfsOf(req)->CopyFileRange(ino_in, static_cast<uint64_t>(off_in), ino_out,
                                      static_cast<uint64_t>(off_out), len,

@@ -10,6 +10,7 @@ namespace nosyncfs {
 
 class Vfs;
 class DirectServer;
+class Remounter;
 
 // The session's userdata: what every operation works on.
 struct FuseContext {
@@ -17,6 +18,7 @@ struct FuseContext {
   fuse_session* session = nullptr;  // set once the session exists
   RequestStats stats;               // counted by the FuseChannel
   DirectServer* direct = nullptr;   // with direct=; set before the mount
+  Remounter* remounter = nullptr;   // set before the mount
 };
 
 // Read-only statistics on the root directory, since mount, as "key value"

@@ -37,6 +37,10 @@ class LayoutLeases {
   // `ino`'s mapping or size is about to become `after` (empty when the file
   // is destroyed). Called with the file's exclusive lock held.
   virtual void BeforeLayoutChange(uint64_t ino, const NfLayout& after) = 0;
+  // The file system is becoming read-only: every write lease is revoked
+  // (waited for as BeforeLayoutChange does), and none is granted until
+  // the Vfs is read-write again.
+  virtual void RevokeWriteLeases() = 0;
 };
 
 }  // namespace nosyncfs

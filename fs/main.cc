@@ -30,6 +30,7 @@
 #include "fs/mountinfo.h"
 #include "fs/shared_mount.h"
 #include "fs/mount_options.h"
+#include "fs/remount.h"
 #include "fs/vfs.h"
 
 namespace nosyncfs {
@@ -229,6 +230,8 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background,
     ctx.direct = direct.get();
     vfs.set_layout_leases(direct.get());
   }
+  Remounter remounter(&vfs, direct.get(), mo);
+  ctx.remounter = &remounter;
   int rc = 1;
   if (fuse_set_signal_handlers(se) != 0) {
     reporter->Fail("cannot install signal handlers");
@@ -284,6 +287,8 @@ int Main(int argc, char** argv) {
     std::fputs(kMountUsage, stdout);
     return 0;
   }
+  // A remount changes the live mount; the process that asks mounts nothing.
+  if (mo.remount) return RunRemount(mo);
   SetUpLogging(mo);
   struct stat st;
   if (stat(mo.mountpoint.c_str(), &st) != 0) {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <array>
 #include <sstream>
 #include <string_view>
@@ -63,6 +64,10 @@ constexpr std::array<std::string_view, 17> kIgnoredOptions = {
     "iversion", "noiversion", "lazytime", "nolazytime", "symfollow"};
 constexpr std::array<std::string_view, 5> kIgnoredPrefixes = {"x-", "comment=", "fsname=",
                                                               "subtype=", "X-mount."};
+// The kernel's FUSE options, which mount(8) reads back from mountinfo and
+// passes to a remount: nothing to change there.
+constexpr std::array<std::string_view, 4> kRemountKernelPrefixes = {"user_id=", "group_id=",
+                                                                    "rootmode=", "blksize="};
 
 template <size_t N>
 bool StartsWithAny(const std::string& opt, const std::array<std::string_view, N>& prefixes) {
@@ -111,11 +116,29 @@ Status ApplyDirect(const std::string& value, DirectAccessOptions* out) {
   return Status::Ok();
 }
 
+// Which of MountOptions::given an option names, or "".
+std::string KindOf(const std::string& opt, const std::string& key) {
+  if (opt == "ro" || opt == "rw") return "ro";
+  if (opt == "noatime" || opt == "relatime" || opt == "norelatime" || opt == "strictatime") {
+    return "atime";
+  }
+  if (opt == "diratime" || opt == "nodiratime") return "diratime";
+  for (const char* k : {"emulate", "meta", "nf_punch", "direct", "lease_break", "lock_wait", "debug"}) {
+    if (key == k) return k;
+  }
+  return "";
+}
+
 Status ApplyOption(const std::string& opt, MountOptions* out) {
   auto eq = opt.find('=');
   std::string key = opt.substr(0, eq);
   std::string value = eq == std::string::npos ? "" : opt.substr(eq + 1);
-  if (key == "emulate") {
+  if (std::string kind = KindOf(opt, key); !kind.empty()) out->given.insert(kind);
+  if (opt == "remount") {
+    out->remount = true;
+  } else if (out->remount && (opt == "bind" || StartsWithAny(opt, kRemountKernelPrefixes))) {
+    if (opt == "bind") out->fuse_options.push_back(opt);
+  } else if (key == "emulate") {
     out->volume.evict_seed = 0;
     if (value == "strict") {
       out->volume.strict_emulation = true;
@@ -195,11 +218,33 @@ Status ApplyOption(const std::string& opt, MountOptions* out) {
   return Status::Ok();
 }
 
+// Every -o list in order. `remount` anywhere makes the remount-only
+// options acceptable everywhere (mount(8) puts it in the middle).
+Status ApplyOptions(const std::vector<std::string>& lists, MountOptions* out) {
+  for (const std::string& list : lists) {
+    if (!out->option_text.empty() && !list.empty()) out->option_text += ",";
+    out->option_text += list;
+  }
+  std::vector<std::string> opts;
+  std::stringstream ss(out->option_text);
+  for (std::string opt; std::getline(ss, opt, ',');) opts.push_back(opt);
+  out->remount = std::find(opts.begin(), opts.end(), "remount") != opts.end();
+  for (const std::string& opt : opts) NSF_RETURN_IF_ERROR(ApplyOption(opt, out));
+  return Status::Ok();
+}
+
 }  // namespace
+
+Result<MountOptions> ParseOptionList(const std::string& list) {
+  MountOptions out;
+  NSF_RETURN_IF_ERROR(ApplyOptions({list}, &out));
+  return out;
+}
 
 Result<MountOptions> ParseMountOptions(int argc, char** argv) {
   MountOptions out;
   std::vector<std::string> positional;
+  std::vector<std::string> lists;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -216,27 +261,24 @@ Result<MountOptions> ParseMountOptions(int argc, char** argv) {
         return Status::Error(EINVAL, std::string("cannot mount type ") + argv[i]);
       }
     } else if (arg == "-o" || (arg.rfind("-o", 0) == 0 && arg.size() > 2)) {
-      std::string list;
       if (arg == "-o") {
         if (++i >= argc) return Status::Error(EINVAL, "-o needs an argument");
-        list = argv[i];
+        lists.push_back(argv[i]);
       } else {
-        list = arg.substr(2);
+        lists.push_back(arg.substr(2));
       }
-      std::stringstream ss(list);
-      std::string opt;
-      while (std::getline(ss, opt, ',')) NSF_RETURN_IF_ERROR(ApplyOption(opt, &out));
     } else if (!arg.empty() && arg[0] == '-') {
       return Status::Error(EINVAL, "unknown option " + arg);
     } else {
       positional.push_back(arg);
     }
   }
+  NSF_RETURN_IF_ERROR(ApplyOptions(lists, &out));
   if (out.help) return out;
   if (positional.size() != 2) return Status::Error(EINVAL, "need DEVICE and MOUNTPOINT");
   out.device = positional[0];
   out.mountpoint = positional[1];
-  if (out.direct.enabled() && out.volume.read_only) {
+  if (out.direct.enabled() && out.volume.read_only && !out.remount) {
     return Status::Error(EINVAL, "direct= needs a read-write mount (not with ro)");
   }
   return out;

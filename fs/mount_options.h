@@ -1,6 +1,7 @@
 // Command line of the nosyncfs daemon.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,16 @@ struct MountOptions {
   // -o options for the kernel mount or libfuse (noatime, nosuid, ...),
   // handed to libfuse as given.
   std::vector<std::string> fuse_options;
+  // -o remount: change the options of the live mount on MOUNTPOINT
+  // (fs/remount.h) instead of mounting.
+  bool remount = false;
+  // The -o lists as given, joined by commas (what a remount sends).
+  std::string option_text;
+  // Which of the daemon's own settings the options named, by kind: "ro"
+  // (ro or rw), "atime" (noatime, relatime, strictatime), "diratime",
+  // "emulate", "meta", "nf_punch", "direct", "lease_break", "lock_wait",
+  // "debug". A remount changes these and leaves the rest as they are.
+  std::set<std::string> given;
 };
 
 // Parses `nosyncfs DEVICE MOUNTPOINT [-f] [-d] [-o opt[,opt...]]`, also as
@@ -37,7 +48,14 @@ struct MountOptions {
 // the fstab reader alone (defaults, noauto, nofail, _netdev, user, x-*,
 // comment=...; ignored). Anything else is EINVAL "unknown mount option",
 // as is a malformed value of ours.
+// With -o remount, mount(8) also passes the mount's kernel options back
+// (user_id=, group_id=, rootmode=, blksize=), which are accepted then, and
+// `bind` (a change of the mount point's own flags only).
 Result<MountOptions> ParseMountOptions(int argc, char** argv);
+
+// The options of one -o list, as ParseMountOptions reads them, with no
+// device or mount point (a remount's list, on the daemon's side).
+Result<MountOptions> ParseOptionList(const std::string& list);
 
 extern const char kMountUsage[];
 

@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "fs/vfs_internal.h"
 
@@ -87,9 +89,78 @@ uint64_t DirtyGranuleOf(const Volume& volume) {
 
 Vfs::Vfs(std::unique_ptr<Volume> volume, VfsOptions options)
     : volume_(std::move(volume)),
-      options_(options),
+      nf_punch_(options.nf_punch),
+      atime_(options.atime),
+      dir_atime_(options.dir_atime),
       bs_(volume_->block_size()),
       dirty_granule_(DirtyGranuleOf(*volume_)) {}
+
+void Vfs::SetOptions(const VfsOptions& options) {
+  nf_punch_.store(options.nf_punch, std::memory_order_relaxed);
+  atime_.store(options.atime, std::memory_order_relaxed);
+  dir_atime_.store(options.dir_atime, std::memory_order_relaxed);
+}
+
+VfsOptions Vfs::options() const {
+  VfsOptions o;
+  o.nf_punch = nf_punch_.load(std::memory_order_relaxed);
+  o.atime = atime_.load(std::memory_order_relaxed);
+  o.dir_atime = dir_atime_.load(std::memory_order_relaxed);
+  return o;
+}
+
+// ---- remount ------------------------------------------------------------------------
+
+std::optional<Vfs::ChangeTicket> Vfs::BeginChange() {
+  // Dekker with RemountReadOnly: either it sees this ticket and waits for
+  // it, or this sees its flag and refuses.
+  changes_in_flight_.fetch_add(1, std::memory_order_seq_cst);
+  ChangeTicket ticket(&changes_in_flight_);
+  if (read_only()) return std::nullopt;  // the ticket gives its count back
+  return ticket;
+}
+
+Status Vfs::RemountReadOnly() {
+  if (read_only()) return Status::Ok();
+  read_only_now_.store(true, std::memory_order_seq_cst);
+  while (changes_in_flight_.load(std::memory_order_seq_cst) != 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  // A write lease's holder stores in place without a request: it must be
+  // done before the last flush.
+  if (leases_ != nullptr) leases_->RevokeWriteLeases();
+  Status st = FlushAll();
+  if (st.ok()) st = volume_->Sync();
+  if (st.ok()) st = volume_->Checkpoint();
+  if (!st.ok()) {
+    read_only_now_.store(false, std::memory_order_seq_cst);
+    return st;
+  }
+  volume_->Freeze(true);
+  spdlog::info("remounted read-only");
+  return Status::Ok();
+}
+
+Status Vfs::RemountReadWrite() {
+  if (volume_->read_only()) {
+    return Status::Error(EROFS, "it was mounted with -o ro, which opens the device read-only: "
+                                "unmount it and mount it read-write");
+  }
+  if (!read_only_now_.load(std::memory_order_seq_cst)) return Status::Ok();
+  volume_->Freeze(false);
+  read_only_now_.store(false, std::memory_order_seq_cst);
+  // Unlinked files whose last user went while read-only kept their orphan
+  // records (Retire): a look at each frees those nobody uses now.
+  std::vector<uint64_t> orphans;
+  NSF_RETURN_IF_ERROR(volume_->store().Scan(keys::kOrphanPrefix, "",
+                                            [&](std::string_view k, std::string_view) {
+                                              orphans.push_back(keys::InoOf(k));
+                                              return true;
+                                            }));
+  for (uint64_t ino : orphans) (void)Get(ino);  // unpinned at once: Retire frees it if idle
+  spdlog::info("remounted read-write");
+  return Status::Ok();
+}
 
 Vfs::~Vfs() {
   Status st = Shutdown();
@@ -143,8 +214,9 @@ Status Vfs::Shutdown() {
     if (!st.ok() && first.ok()) first = st;
   };
   // Unlinked files the kernel never let go of: free them now (a crash
-  // would leave them to the next mount's orphan pass).
-  for (Inode* raw : table_.PinAll()) {
+  // would leave them to the next mount's orphan pass). Read-only: nothing
+  // changes, the next mount frees them.
+  for (Inode* raw : read_only() ? std::vector<Inode*>{} : table_.PinAll()) {
     InodeRef inode(this, raw);
     if (!WaitLoaded(raw)) continue;
     std::unique_lock lock(inode->mu);
@@ -153,7 +225,7 @@ Status Vfs::Shutdown() {
     note(DestroyInode(&txn, inode.get()));
     note(volume_->Commit(std::move(txn), false).status());
   }
-  if (!read_only()) note(volume_->Checkpoint());
+  if (!read_only()) note(volume_->Checkpoint());  // remounted read-only: done then
   shut_down_ = true;
   return first;
 }
@@ -228,7 +300,10 @@ void Vfs::Retire(Inode* inode) {
     return;
   }
   Status st;
-  if (inode->rec.nlink == 0 && !inode->destroyed) {
+  if (inode->rec.nlink == 0 && !inode->destroyed && read_only()) {
+    // Remounted read-only: its orphan record stays, and a remount
+    // read-write (or the next mount) frees it.
+  } else if (inode->rec.nlink == 0 && !inode->destroyed) {
     Transaction txn;
     st = DestroyInode(&txn, inode);
     if (st.ok() && leases_ != nullptr) CheckLeases(txn, {inode});

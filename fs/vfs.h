@@ -44,8 +44,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/intrusive/list.hpp>
@@ -148,13 +150,57 @@ class Vfs {
   // Call when no other method runs any more.
   Status Shutdown();
 
-  // On a read-only volume (VolumeOptions::read_only, mount -o ro) the Vfs
-  // itself changes nothing: no atime updates, no orphan pass (the volume
-  // refuses to open with orphans to free), no checkpoint at shutdown. The
-  // requests that would change the file system are refused with EROFS
-  // before they reach the Vfs (fuse_ops.cc): the device is mapped
-  // read-only, so a store into it would fault.
-  bool read_only() const { return volume_->read_only(); }
+  // On a read-only volume (VolumeOptions::read_only, mount -o ro), and
+  // once remounted read-only, the Vfs itself changes nothing: no atime
+  // updates, no orphan freed (the volume refuses to open with orphans to
+  // free; after a remount they wait for the next read-write one), no
+  // checkpoint at shutdown. The requests that would change the file system
+  // are refused with EROFS before they reach the Vfs (fuse_ops.cc, which
+  // takes a ChangeTicket): on a volume opened read-only the device is
+  // mapped read-only, so a store into it would fault.
+  bool read_only() const {
+    return volume_->read_only() || read_only_now_.load(std::memory_order_seq_cst);
+  }
+
+  // ---- remount (docs/semantics.md, "Remount") ----
+  // Every request that changes the file system holds a ticket while it
+  // runs, so that a remount read-only can wait for the changes in flight.
+  class ChangeTicket {
+   public:
+    explicit ChangeTicket(std::atomic<uint32_t>* in_flight) : in_flight_(in_flight) {}
+    ChangeTicket(ChangeTicket&& o) noexcept : in_flight_(std::exchange(o.in_flight_, nullptr)) {}
+    ChangeTicket& operator=(ChangeTicket&& o) noexcept {
+      Return();
+      in_flight_ = std::exchange(o.in_flight_, nullptr);
+      return *this;
+    }
+    ~ChangeTicket() { Return(); }
+
+   private:
+    void Return() {
+      if (in_flight_ != nullptr) in_flight_->fetch_sub(1, std::memory_order_seq_cst);
+      in_flight_ = nullptr;
+    }
+    std::atomic<uint32_t>* in_flight_;
+  };
+  // A ticket, or nullopt when read-only (the caller answers EROFS). Two
+  // atomic operations; thread-safe.
+  std::optional<ChangeTicket> BeginChange();
+  // Remount read-only: no new change gets a ticket; waits for those in
+  // flight; revokes the write leases of direct access; makes everything
+  // durable, as an fsync of a directory does, and checkpoints; then
+  // freezes the volume (Volume::Freeze). If making it durable fails
+  // (EIO), the Vfs is read-write again and the error is returned. Not
+  // concurrently with RemountReadWrite.
+  Status RemountReadOnly();
+  // Remount read-write: changes are let in again, and files unlinked while
+  // open whose last user went meanwhile are freed. EROFS if the volume was
+  // opened read-only (mount -o ro): its device is mapped read-only.
+  Status RemountReadWrite();
+  // The options a remount may change (nf_punch, atime, dir_atime), and
+  // what they are now. Thread-safe; requests see a change at once.
+  void SetOptions(const VfsOptions& options);
+  VfsOptions options() const;
 
   // "." and ".." are not entries here: the kernel asks for them to turn a
   // file handle into an inode it has forgotten (export support), so they
@@ -504,7 +550,13 @@ class Vfs {
   static bool HasNosyncBlocks(const Inode& inode, uint64_t first, uint64_t count);
 
   std::unique_ptr<Volume> volume_;
-  VfsOptions options_;
+  // VfsOptions, each read by requests without a lock (SetOptions).
+  std::atomic<VfsOptions::NfPunch> nf_punch_;
+  std::atomic<VfsOptions::Atime> atime_;
+  std::atomic<bool> dir_atime_;
+  // Remounted read-only, and the changes in flight (ChangeTicket).
+  std::atomic<bool> read_only_now_{false};
+  std::atomic<uint32_t> changes_in_flight_{0};
   uint32_t bs_;
   // Dirty data is tracked (and persisted) in units of this many bytes: the
   // device's persistence granularity, at most a block.

@@ -105,7 +105,7 @@ Status Vfs::TruncateLocked(Inode* inode, uint64_t size, Transaction* txn, bool* 
     for (const auto& [k, e] : inode->extents().extents()) {
       if (e.lend() > keep_blocks && (e.flags & kExtentNoFsync)) touches_nf = true;
     }
-    if (touches_nf && options_.nf_punch == VfsOptions::NfPunch::kDeny) {
+    if (touches_nf && nf_punch_.load(std::memory_order_relaxed) == VfsOptions::NfPunch::kDeny) {
       return Status::Error(EPERM, "truncate would cut no-fsync extents (nf_punch=deny)");
     }
     // The old bytes past the new EOF in the last block stay until the file

@@ -99,8 +99,9 @@ void Vfs::TouchAtime(Inode* inode) {
   // relatime (the default): only when atime is not newer than mtime and
   // ctime, or is a day old; strictatime: always; noatime: never. Lazy:
   // written with the inode's next commit.
-  if (options_.atime == VfsOptions::Atime::kNever || read_only()) return;
-  const bool always = options_.atime == VfsOptions::Atime::kAlways;
+  const VfsOptions::Atime atime = atime_.load(std::memory_order_relaxed);
+  if (atime == VfsOptions::Atime::kNever || read_only()) return;
+  const bool always = atime == VfsOptions::Atime::kAlways;
   const InodeRecord& r = inode->rec;
   Timespec now = Now();
   auto before = [](const Timespec& a, const Timespec& b) {

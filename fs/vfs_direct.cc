@@ -64,7 +64,8 @@ Status Vfs::BeforeDirectWrites(uint64_t ino, const Modifier& who) {
 
 void Vfs::NoteDirectWrites(uint64_t ino, const Modifier& who) {
   InodeRef inode = Find(ino);
-  if (!inode) return;
+  // Read-only: no write lease is left, whatever a client says.
+  if (!inode || read_only()) return;
   {
     std::unique_lock lock(inode->mu);
     if (inode->destroyed) return;

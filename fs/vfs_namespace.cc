@@ -587,7 +587,7 @@ Status Vfs::Readdir(uint64_t ino, uint64_t off, uint64_t end, bool plus, const D
   uint64_t parent_ino;
   {
     std::shared_lock lock(dir->mu);
-    if (options_.dir_atime) TouchAtime(dir.get());
+    if (dir_atime_.load(std::memory_order_relaxed)) TouchAtime(dir.get());
     parent_ino = dir->rec.parent ? dir->rec.parent : kRootIno;
   }
   // Each inode is locked on its own below: never under the directory's

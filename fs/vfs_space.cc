@@ -90,7 +90,7 @@ Status Vfs::PunchHoleLocked(Inode* inode, uint64_t off, uint64_t len) {
   uint64_t end = off + len;
   uint64_t touched_first = off / bs_, touched_end = (end + bs_ - 1) / bs_;
   bool overlaps_nf = HasNosyncBlocks(*inode, touched_first, touched_end - touched_first);
-  if (overlaps_nf && options_.nf_punch == VfsOptions::NfPunch::kDeny) {
+  if (overlaps_nf && nf_punch_.load(std::memory_order_relaxed) == VfsOptions::NfPunch::kDeny) {
     return Status::Error(EPERM, "hole punch over no-fsync extents (nf_punch=deny)");
   }
   // Whole blocks are unmapped; the partial blocks at the edges are zeroed in

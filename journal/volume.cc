@@ -233,6 +233,7 @@ Status Volume::CheckStoreNotOlder(uint64_t applied) const {
 
 Status Volume::CheckWritable() const {
   if (read_only_) return Status::Error(EROFS, "the volume is open read-only");
+  if (frozen()) return Status::Error(EROFS, "the file system is remounted read-only");
   return Status::Ok();
 }
 
@@ -467,7 +468,7 @@ std::vector<RefcountMap::Record> Volume::RefcountRecords() const {
 }
 
 Volume::~Volume() {
-  if (open_complete_ && !read_only_) {
+  if (open_complete_ && !read_only_ && !frozen()) {
     Status st = Checkpoint();
     if (!st.ok()) spdlog::error("checkpoint at close failed: {}", st.ToString());
   }

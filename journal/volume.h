@@ -119,6 +119,11 @@ class Volume {
   const std::string& meta_dir() const { return meta_dir_; }
   // Opened with VolumeOptions::read_only.
   bool read_only() const { return read_only_; }
+  // A volume opened read-write can be frozen (remount read-only): every
+  // change then fails with EROFS, and closing it writes nothing. The
+  // caller makes everything durable first. Thread-safe.
+  void Freeze(bool frozen) { frozen_.store(frozen, std::memory_order_seq_cst); }
+  bool frozen() const { return frozen_.load(std::memory_order_seq_cst); }
 
   // Allocates `count` data blocks near `goal`; if only pending frees stand in
   // the way, makes them durable first. ENOSPC otherwise; EROFS if read-only.
@@ -260,6 +265,7 @@ class Volume {
   // and log exactly as they were, so every later open fails the same way.
   bool open_complete_ = false;
   bool read_only_ = false;
+  std::atomic<bool> frozen_{false};
   // VolumeOptions of the same names, for RebuildAllocator.
   bool tolerate_double_mapping_ = false;
   bool tolerate_bad_records_ = false;

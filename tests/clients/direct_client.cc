@@ -10,6 +10,9 @@
 //                             stores Record(7, LEN) through nsf_map at OFF,
 //                             persists it or not, prints "stored", waits
 //   hold FILE                 attaches, prints "leased" or "no-lease", waits
+//   hold-closed FILE          as hold, then closes the descriptor behind the
+//                             library's back (close(2) itself): the write
+//                             lease outlives it; prints "closed", waits
 //   churn FILE SEED           overwrites random blocks of FILE with nsf_pwrite
 //                             (words of Marked()) until SIGTERM, then prints
 //                             the library's counters as "key value" lines
@@ -25,6 +28,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -89,10 +93,14 @@ int Map(const char* path, uint64_t off, uint64_t len, bool persist) {
   WaitForever();
 }
 
-int Hold(const char* path) {
+int Hold(const char* path, bool close_fd) {
   int fd = nsf_open(path, O_RDWR);
   if (fd < 0) return Fail("nsf_open");
   Say(nsf_map_valid(fd, 0, 1) ? "leased" : "no-lease");
+  if (close_fd) {
+    if (syscall(SYS_close, fd) != 0) return Fail("close");
+    Say("closed");
+  }
   WaitForever();
 }
 
@@ -180,7 +188,8 @@ int main(int argc, char** argv) {
   auto num = [&](int i) { return std::strtoull(argv[i], nullptr, 0); };
   if (mode == "records" && argc == 5) return Records(argv[2], num(3), num(4));
   if (mode == "map" && argc == 6) return Map(argv[2], num(3), num(4), std::string(argv[5]) == "persist");
-  if (mode == "hold" && argc == 3) return Hold(argv[2]);
+  if (mode == "hold" && argc == 3) return Hold(argv[2], false);
+  if (mode == "hold-closed" && argc == 3) return Hold(argv[2], true);
   if (mode == "churn" && argc == 4) return Churn(argv[2], num(3));
   if (mode == "cycle" && argc == 4) return Cycle(argv[2], num(3));
   if (mode == "fuse" && argc == 4) return Fuse(argv[2], num(3));

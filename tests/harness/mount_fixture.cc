@@ -352,6 +352,11 @@ CommandResult TestVolume::RunDaemon(const std::vector<std::string>& args,
   return RunCommand(argv, timeout);
 }
 
+CommandResult TestVolume::RunRemount(const std::string& options) const {
+  return RunDaemon({image_, mountpoint_, "-o",
+                    options + ",remount,user_id=0,group_id=0,default_permissions,allow_other"});
+}
+
 void TestVolume::Mount(const std::string& options) {
   REQUIRE_FALSE(mounted());
   options_ = options;

@@ -167,6 +167,10 @@ class TestVolume {
   // did not expect is still cleaned up.
   static CommandResult RunDaemon(const std::vector<std::string>& args,
                                  std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  // `mount -o remount,OPTIONS MOUNTPOINT` as mount.fuse3 passes it on to
+  // the daemon's program, mount(8) having added the mount's kernel options
+  // (the whole way through mount(8) is tests/install/remount_test.sh).
+  CommandResult RunRemount(const std::string& options) const;
   // Waits (bounded) until no process has a file under dir() open, e.g. a
   // daemonized nosyncfs finishing its shutdown after fusermount3 -u.
   // Returns false on timeout.

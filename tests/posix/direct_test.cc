@@ -594,4 +594,54 @@ TEST_CASE("direct: a malformed message makes the daemon hang up on that client a
   v.Unmount();
 }
 
+TEST_CASE("direct: remount,ro is refused while a write lease's descriptor is open, and revokes "
+          "the write leases that outlive theirs",
+          "[direct][remount]") {
+  TestVolume v;
+  v.Mount(std::string(kDirect) + ",lease_break=1");
+  const std::string f = v.Path("f");
+  MakeNfFile(f, 64 * 1024, 1);
+  {
+    // A write lease comes with a descriptor open for writing: busy, as any.
+    Client holder({"hold", f});
+    REQUIRE(holder.Line() == "leased");
+    CommandResult busy = v.RunRemount("ro");
+    INFO(busy.Describe());
+    CHECK(busy.exit_status == 1);
+    CHECK(Contains(busy.err, "open for writing"));
+    CHECK(Stat(v, "direct_leases") == 1);
+  }
+  CHECK(WaitUntil([&] { return Stat(v, "direct_leases") == 0; }));
+  // A lease whose descriptor went behind the library's back holds on: the
+  // kernel lets the remount through, and the daemon revokes it first.
+  Client orphaned({"hold-closed", f});
+  REQUIRE(orphaned.Line() == "leased");
+  REQUIRE(orphaned.Line() == "closed");
+  REQUIRE(Stat(v, "direct_leases") == 1);
+  const uint64_t revoked = Stat(v, "direct_revocations");
+  CommandResult ro = v.RunRemount("ro");
+  INFO(ro.Describe());
+  REQUIRE(ro.exit_status == 0);
+  CHECK(Stat(v, "direct_leases") == 0);
+  CHECK(Stat(v, "direct_revocations") == revoked + 1);
+  CHECK(Stat(v, "direct_cutoffs") == 0);  // it acknowledged
+  REQUIRE(v.RunRemount("rw").exit_status == 0);
+
+  // One that does not acknowledge is cut off after lease_break, and the
+  // remount goes on.
+  Client stopped({"hold-closed", f});
+  REQUIRE(stopped.Line() == "leased");
+  REQUIRE(stopped.Line() == "closed");
+  stopped.Signal(SIGSTOP);
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(v.RunRemount("ro").exit_status == 0);
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(900));
+  CHECK(Stat(v, "direct_cutoffs") == 1);
+  stopped.Kill(SIGKILL);
+  REQUIRE(v.RunRemount("rw").exit_status == 0);
+  WriteFile(v.Path("g"), "read-write again");
+  v.Unmount();
+  ExpectFsckClean(v);
+}
+
 }  // namespace nosyncfs::test
