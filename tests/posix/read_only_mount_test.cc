@@ -192,7 +192,7 @@ size_t Lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n')
 
 }  // namespace
 
-TEST_CASE("remount,ro refuses every change with EROFS and keeps reads; remount,rw lets changes in",
+TEST_CASE("remount,ro refuses every change with EROFS and keeps reads, and remount,rw lets them in",
           "[posix][mount][ro][remount]") {
   TestVolume vol;
   Populate(vol);
