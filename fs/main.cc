@@ -173,6 +173,16 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background,
                    (volume.status().code() == EBUSY ? lock_wait_note : std::string()));
     return 1;
   }
+  // The store opens files by path as it runs: under the mount point they
+  // would be files of this very mount, which the daemon must never wait on.
+  const std::string real_meta = RealPath((*volume)->meta_dir());
+  // Resolved before mounting: afterwards that would ask the mount.
+  const std::string real_mountpoint = RealPath(mo.mountpoint);
+  if (real_meta == real_mountpoint || real_meta.starts_with(real_mountpoint + "/")) {
+    reporter->Fail("the metadata directory " + real_meta + " is inside the mount point " +
+                   real_mountpoint + " (meta= elsewhere)");
+    return 1;
+  }
   spdlog::info("uuid {}, persistence: {}{}, metadata in {}{}",
                (*volume)->superblock().UuidString(),
                PersistGranularityName((*volume)->device().granularity()),
@@ -213,8 +223,6 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background,
   // (FUSE_AUTO_INVAL_DATA, fuse_ops.cc).
   vfs.set_attr_invalidator(
       [se](uint64_t ino) { (void)fuse_lowlevel_notify_inval_inode(se, ino, -1, 0); });
-  // Before mounting: resolving the path afterwards would ask the mount.
-  std::string real_mountpoint = RealPath(mo.mountpoint);
   std::unique_ptr<DirectServer> direct;
   if (mo.direct.enabled()) {
     auto started = DirectServer::Start(&vfs, mo.direct, vfs.volume().superblock().UuidString(),

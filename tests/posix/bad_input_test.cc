@@ -305,6 +305,17 @@ TEST_CASE("mount refuses an unsupported format version", "[posix][badinput][moun
   vol.Unmount();
 }
 
+TEST_CASE("mount refuses a metadata directory under its own mount point", "[posix][badinput][mount]") {
+  TestVolume vol;
+  // The store would open files of the mount it serves (and hang on them
+  // should the daemon die): refused, however the path is spelled.
+  const std::string inside = vol.mountpoint() + "/../mnt/meta";
+  REQUIRE(TestVolume::RunMkfs({"-s", "64M", "-f", "-m", inside, vol.image()}).exit_status == 0);
+  ExpectMountFails(vol.image(), vol.mountpoint(), {}, "inside the mount point");
+  ExpectMountFails(vol.image(), vol.mountpoint(), {"-o", "meta=" + vol.mountpoint() + "//meta"},
+                   "inside the mount point");
+}
+
 TEST_CASE("mount refuses a missing mount point", "[posix][badinput][mount]") {
   TestVolume vol;
   std::string missing = vol.TempPath("no-such-dir");
