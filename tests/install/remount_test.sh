@@ -3,7 +3,9 @@
 # mount -o remount,ro refuses changes (EROFS) and keeps reads, is refused
 # while a file is open for writing (EBUSY), remount,rw lets changes in
 # again, an option that cannot change on a live mount is refused in one
-# line, and the atime flags follow. A mount that succeeds prints nothing.
+# line, and the atime flags follow. A mount that succeeds prints nothing,
+# also right behind umount(8), while the old daemon may still hold the
+# device.
 #
 # mount.fuse3 looks for the nosyncfs program in a fixed PATH, so the test
 # runs in a private mount namespace (unshare -m) in which /usr/local/sbin
@@ -28,6 +30,14 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+# The pid of the process that has file $1 open (the daemon).
+holder() {
+  local p
+  for p in /proc/[0-9]*; do
+    [ "${p#/proc/}" = $$ ] && continue
+    ls -l "$p/fd" 2>/dev/null | grep -q -- "-> $1\$" && { echo "${p#/proc/}"; return; }
+  done
+}
 mount -t tmpfs tmpfs /usr/local/sbin
 ln -s "$bin/nosyncfs" /usr/local/sbin/nosyncfs
 
@@ -68,6 +78,20 @@ err=$(mount -o remount,emulate=none "$mnt" 2>&1) && fail "emulate= changed on a 
 mount -o remount,noatime "$mnt" || fail "remount,noatime"
 [[ ",$(opts)," == *,noatime,* ]] || fail "noatime not shown: $(opts)"
 
+echo "== umount, then mount at once"
+for round in 1 2 3; do
+  head -c 8M /dev/urandom >"$mnt/data$round"
+  # In round 2 the old daemon is stopped for half a second as the unmount
+  # returns: the new mount finds the device locked, waits, and says nothing.
+  daemon=$(holder "$work/img")
+  [ -n "$daemon" ] || fail "no daemon holds the image"
+  umount "$mnt" || fail "umount"
+  if [ $round -eq 2 ]; then kill -STOP "$daemon" && (sleep 0.5; kill -CONT "$daemon") & fi
+  out=$(mount -t fuse.nosyncfs -o emulate=strict "$work/img" "$mnt" 2>&1) || fail "mount: $out"
+  [ -z "$out" ] || fail "round $round: the mount printed: $out"
+  wait
+done
+[ "$(head -c 8M "$mnt/data3" | wc -c)" -eq $((8 << 20)) ] || fail "data3"
 umount "$mnt"
 for _ in $(seq 200); do flock -n "$work/img" true && break; sleep 0.1; done
 "$bin/fsck.nosyncfs" "$work/img" | grep -q clean || fail "fsck after the remounts"
