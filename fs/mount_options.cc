@@ -123,7 +123,8 @@ std::string KindOf(const std::string& opt, const std::string& key) {
     return "atime";
   }
   if (opt == "diratime" || opt == "nodiratime") return "diratime";
-  for (const char* k : {"emulate", "meta", "nf_punch", "direct", "lease_break", "lock_wait", "debug"}) {
+  for (const char* k :
+       {"emulate", "meta", "nf_punch", "direct", "lease_break", "lock_wait", "debug"}) {
     if (key == k) return k;
   }
   return "";

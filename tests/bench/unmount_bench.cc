@@ -77,9 +77,8 @@ void Workload(const std::string& kind, const std::string& mnt) {
   std::mt19937_64 rng(1);
   std::string block(4096, 'n');
   for (int i = 0; i < 4000; ++i) {
-    if (pwrite(fd, block.data(), block.size(), static_cast<off_t>((rng() % 16384) * 4096)) != 4096) {
-      Die("pwrite");
-    }
+    const off_t off = static_cast<off_t>((rng() % 16384) * 4096);
+    if (pwrite(fd, block.data(), block.size(), off) != 4096) Die("pwrite");
   }
   close(fd);
 }
@@ -117,14 +116,17 @@ int main(int argc, char** argv) {
         if (umount2(mnt.c_str(), 0) != 0) Die("umount2");
         const auto t1 = Clock::now();
         int fd = open(image.c_str(), O_RDONLY);
-        while (flock(fd, LOCK_EX | LOCK_NB) != 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+          std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
         const auto t2 = Clock::now();
         close(fd);
         umount_ms.push_back(Ms(t1 - t0));
         held_ms.push_back(Ms(t2 - t1));
       }
-      std::printf("%-8s %-15s %16.2f %16.2f %16.2f\n", kind.c_str(), ("emulate=" + emulate).c_str(),
-                  Median(umount_ms), Median(held_ms), *std::max_element(held_ms.begin(), held_ms.end()));
+      std::printf("%-8s %-15s %16.2f %16.2f %16.2f\n", kind.c_str(),
+                  ("emulate=" + emulate).c_str(), Median(umount_ms), Median(held_ms),
+                  *std::max_element(held_ms.begin(), held_ms.end()));
       std::fflush(stdout);
     }
   }

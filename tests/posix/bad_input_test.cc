@@ -305,7 +305,8 @@ TEST_CASE("mount refuses an unsupported format version", "[posix][badinput][moun
   vol.Unmount();
 }
 
-TEST_CASE("mount refuses a metadata directory under its own mount point", "[posix][badinput][mount]") {
+TEST_CASE("mount refuses a metadata directory under its own mount point",
+          "[posix][badinput][mount]") {
   TestVolume vol;
   // The store would open files of the mount it serves (and hang on them
   // should the daemon die): refused, however the path is spelled.

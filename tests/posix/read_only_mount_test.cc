@@ -192,7 +192,8 @@ size_t Lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n')
 
 }  // namespace
 
-TEST_CASE("remount,ro refuses every change with EROFS and keeps reads, and remount,rw lets them in",
+TEST_CASE(
+    "remount,ro refuses every change with EROFS and keeps reads, and remount,rw lets them in",
           "[posix][mount][ro][remount]") {
   TestVolume vol;
   Populate(vol);
@@ -330,7 +331,8 @@ TEST_CASE("remount changes atime, nf_punch and lease_break, and refuses the rest
   vol.Unmount();
 }
 
-TEST_CASE("a mount started with -o ro refuses remount,rw in one line", "[posix][mount][ro][remount]") {
+TEST_CASE("a mount started with -o ro refuses remount,rw in one line",
+          "[posix][mount][ro][remount]") {
   TestVolume vol;
   Populate(vol);
   vol.Mount("emulate=strict,ro");
