@@ -17,9 +17,9 @@
 #include "client/protocol.h"
 #include "fs/credentials.h"
 #include "fs/direct_server.h"
-#include "fs/remount.h"
 #include "fs/fuse_channel.h"
 #include "fs/ioctl.h"
+#include "fs/remount.h"
 #include "fs/vfs.h"
 
 namespace nosyncfs {
