@@ -1,6 +1,7 @@
 // What a write costs in FUSE requests: exactly one, flagged or not. (The
 // kernel asks for security.capability before a write unless the daemon has
-// claimed FUSE_HANDLE_KILLPRIV_V2; see fs/fuse_channel.h.)
+// claimed FUSE_HANDLE_KILLPRIV_V2; see fs/fuse_channel.h.) And a close:
+// none (FOPEN_NOFLUSH).
 #include <fcntl.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -61,6 +62,27 @@ TEST_CASE("a 4 KiB write costs exactly one FUSE request", "[posix][requests]") {
     CHECK(delta["requests_write"] == kWrites);
     CHECK(RequestCount(delta) == kWrites);
   }
+}
+
+TEST_CASE("close(2) costs no request: every open is FOPEN_NOFLUSH", "[posix][requests]") {
+  TestVolume vol;
+  vol.Mount();
+  WriteFile(vol.Path("f"), "data");
+  auto before = MountStats(vol.mountpoint());
+  constexpr int kOpens = 50;
+  for (int i = 0; i < kOpens; ++i) {
+    Fd fd = MustOpen(vol.Path("f"), i % 2 == 0 ? O_RDONLY : O_WRONLY);
+    Fd twin(::dup(fd.get()));  // a close that is not the last one, too
+  }
+  auto after = MountStats(vol.mountpoint());
+  // No FLUSH for any of the 100 closes; RELEASE (sent without waiting)
+  // once per open file.
+  CHECK(after["requests_flush"] == before["requests_flush"]);
+  CHECK(after["requests_open"] - before["requests_open"] == kOpens);
+  CHECK(WaitUntil([&] {
+    auto now = MountStats(vol.mountpoint());
+    return now["requests_release"] - before["requests_release"] == kOpens;
+  }));
 }
 
 TEST_CASE("large I/O travels in 1 MiB requests, reads with 1 MiB readahead", "[posix][requests]") {
