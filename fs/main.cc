@@ -254,10 +254,12 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background,
     fuse_remove_signal_handlers(se);
   } else {
     spdlog::info("mounted on {}", mo.mountpoint);
+    // Out of the mount command's session before it is told: once it exits,
+    // its terminal may go, and a SIGHUP from it would end this mount.
+    if (background) Detach();
     reporter->Ready();
     // Crash tests count crash points from here: the workload's, not mount's.
     StartCrashPoints();
-    if (background) Detach();
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(cfg, 16);
     rc = fuse_session_loop_mt(se, cfg) == 0 ? 0 : 1;
