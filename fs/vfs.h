@@ -531,9 +531,23 @@ class Vfs {
                                  uint64_t len);
 
   // ---- the user.nosync interface (vfs_nosync.cc) ----
+  // The flags of blocks newly allocated to a file: NF under a no-fsync
+  // policy, else none.
+  static uint32_t NewBlockFlags(const Inode& inode) {
+    return inode.rec.nf_grow_blocks != 0 ? uint32_t{kExtentNoFsync} : uint32_t{0};
+  }
+  // At the last close of a file under a policy: the NF space it took past
+  // its size goes back (mu not held).
+  void GiveBackPreallocation(Inode* inode);
   static bool IsNosyncXattr(std::string_view name);
+  // On a regular file, the NF set; on a directory, the no-fsync policy
+  // (fs/nosync_policy.h). Clearing a file's NF set also ends a policy it
+  // was created under (the user's word is the last); setting ranges keeps
+  // it, so that what the file grows into stays NF.
   Status SetNosyncLocked(Inode* inode, std::string_view value, int flags);
   Status ClearNosyncLocked(Inode* inode);
+  // A directory's policy (0: none), durable on return (mu exclusive).
+  Status SetNosyncPolicyLocked(Inode* inode, uint32_t grow_blocks);
   // user.nosync, or a page of user.nosync.extents (the plain name or
   // user.nosync.extents@OFFSET). EINVAL for a malformed page name, ENODATA
   // for user.nosync unset or a file that is not regular, E2BIG for a

@@ -58,11 +58,38 @@ Status Vfs::OpenTruncateLocked(Inode* inode, const Modifier& who) {
 void Vfs::Release(uint64_t ino) {
   InodeRef inode = Find(ino);
   if (!inode) return;
-  std::shared_lock lock(inode->mu);
-  uint32_t cur = inode->open_count.load();
-  while (cur > 0 && !inode->open_count.compare_exchange_weak(cur, cur - 1)) {
+  bool last = false;
+  {
+    std::shared_lock lock(inode->mu);
+    uint32_t cur = inode->open_count.load();
+    while (cur > 0 && !inode->open_count.compare_exchange_weak(cur, cur - 1)) {
+    }
+    last = cur == 1;
   }
+  if (last && NewBlockFlags(*inode) != 0) GiveBackPreallocation(inode.get());
   // Dropping the pin (after the lock) retires the inode if it is idle now.
+}
+
+void Vfs::GiveBackPreallocation(Inode* inode) {
+  std::unique_lock lock(inode->mu);
+  if (inode->destroyed || inode->open_count.load() != 0 || read_only()) return;
+  // The blocks wholly past EOF, as ext4 gives back its preallocations at
+  // the last close. Not durable: after a crash they are still the file's,
+  // which is as harmless as any preallocation.
+  const uint64_t keep_blocks = (inode->rec.size + bs_ - 1) / bs_;
+  const auto& extents = inode->extents().extents();
+  if (extents.empty() || std::prev(extents.end())->second.lend() <= keep_blocks) return;
+  Transaction txn;
+  const uint64_t all_blocks = UINT64_MAX / 2;  // as TruncateLocked
+  txn.Free(inode->mutable_extents().Unmap(keep_blocks, all_blocks - keep_blocks));
+  txn.PutExtentChanges(inode->ino, inode->mutable_extents());
+  Status st = Commit(std::move(txn), {inode}, false);
+  if (!st.ok()) {
+    spdlog::warn("inode {}: giving back preallocated space: {}", inode->ino, st.ToString());
+    return;
+  }
+  lock.unlock();
+  InvalidateKernelAttrs(inode->ino);  // st_blocks
 }
 
 // ---- reads ------------------------------------------------------------------------
@@ -225,9 +252,22 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
   NSF_RETURN_IF_ERROR(UnshareLocked(inode, first, last - first + 1));
   if (off > inode->rec.size) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off));
   // New blocks under the write: the write's own bytes are written once,
-  // below; only the rest of each new block is zeroed.
+  // below; only the rest of each new block is zeroed. Under a no-fsync
+  // policy they are NF, and the file takes NF space up to the end of the
+  // growth unit the write ends in (preallocated past EOF, given back at
+  // its last close: Release), so most appends find their space sealed.
+  const uint32_t new_flags = NewBlockFlags(*inode);
+  const uint64_t grow = inode->rec.nf_grow_blocks;
   BlockRanges fresh;
-  Status filled = FillHoles(inode, {{first, last - first + 1}}, 0, off, off + size, &fresh);
+  Status filled;
+  if (grow != 0) {
+    const uint64_t unit_end = (last / grow + 1) * grow;  // blocks
+    filled = FillHoles(inode, {{first, unit_end - first}}, new_flags, off, off + size, &fresh);
+  }
+  if (grow == 0 || filled.code() == ENOSPC) {
+    fresh.clear();
+    filled = FillHoles(inode, {{first, last - first + 1}}, new_flags, off, off + size, &fresh);
+  }
   if (filled.code() == ENOSPC) {
     // Write what fits: the longest prefix whose holes can be allocated.
     uint64_t avail = volume_->free_blocks();
@@ -244,7 +284,7 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
     size = blk * bs_ - off;
     last = blk - 1;
     fresh.clear();
-    filled = FillHoles(inode, {{first, last - first + 1}}, 0, off, off + size, &fresh);
+    filled = FillHoles(inode, {{first, last - first + 1}}, new_flags, off, off + size, &fresh);
   }
   NSF_RETURN_IF_ERROR(filled);
 
@@ -306,9 +346,11 @@ Result<size_t> Vfs::WriteLocked(Inode* inode, uint64_t off, const char* data, si
   if (wrote_plain) inode->attr_needs_sync = true;
   Transaction txn;
   txn.PutExtentChanges(r.ino, inode->mutable_extents());
-  if (grew && end_in_nf) {
+  if ((grew && end_in_nf) || (new_flags != 0 && !fresh.empty())) {
     // A size extension inside a preallocated NF range is durable before
-    // the reply (SEMANTICS.md D2): one small durable record.
+    // the reply (SEMANTICS.md D2): one small durable record. So is the
+    // mapping of NF blocks a policy gave the write: NF data is only durable
+    // with it.
     NSF_RETURN_IF_ERROR(Commit(std::move(txn), {inode}, /*durable=*/true));
   } else if (!txn.empty() || grew) {
     NSF_RETURN_IF_ERROR(Commit(std::move(txn), {inode}, false));

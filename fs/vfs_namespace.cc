@@ -277,6 +277,9 @@ InodeRecord Vfs::NewInodeRecord(Transaction* txn, const Inode& dir, mode_t mode,
   r.rdev = (S_ISCHR(mode) || S_ISBLK(mode)) ? rdev : 0;
   r.atime = r.mtime = r.ctime = Now();
   if (S_ISDIR(mode)) r.parent = dir.ino;
+  // The directory's no-fsync policy: in the same record, so after a crash
+  // the new file or directory has it, or does not exist.
+  if (S_ISDIR(mode) || S_ISREG(mode)) r.nf_grow_blocks = dir.rec.nf_grow_blocks;
   return r;
 }
 

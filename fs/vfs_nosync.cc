@@ -10,6 +10,7 @@
 #include <cstdio>
 
 #include "base/crash_point.h"
+#include "fs/nosync_policy.h"
 #include "fs/nosync_ranges.h"
 #include "fs/vfs.h"
 #include "fs/vfs_internal.h"
@@ -101,12 +102,34 @@ Status Vfs::ApplyNosyncSet(Inode* inode, const BlockRanges& target) {
   Transaction txn;
   txn.PutExtentChanges(inode->rec.ino, inode->mutable_extents());
   inode->rec.ctime = Now();
+  // Cleared: a policy the file was created under ends too (the user's
+  // word is the last); setting ranges keeps it, so growth stays NF.
+  if (target.empty()) inode->rec.nf_grow_blocks = 0;
   // Mapping and flags are durable before setxattr returns (D1).
   return Commit(std::move(txn), {inode}, /*durable=*/true);
 }
 
+Status Vfs::SetNosyncPolicyLocked(Inode* inode, uint32_t grow_blocks) {
+  inode->rec.nf_grow_blocks = grow_blocks;
+  inode->rec.ctime = Now();
+  // Durable on return, as the flags of a file are: a file created in the
+  // directory afterwards is created under it.
+  return Commit(Transaction{}, {inode}, /*durable=*/true);
+}
+
 Status Vfs::SetNosyncLocked(Inode* inode, std::string_view value, int flags) {
-  if (!inode->is_reg()) return Status::Error(EINVAL, "user.nosync applies to regular files only");
+  if (inode->is_dir()) {
+    const bool has_policy = inode->rec.nf_grow_blocks != 0;
+    if ((flags & XATTR_CREATE) && has_policy) return Status::Error(EEXIST, "user.nosync is set");
+    if ((flags & XATTR_REPLACE) && !has_policy) {
+      return Status::Error(ENODATA, "user.nosync is not set");
+    }
+    NSF_ASSIGN_OR_RETURN(uint32_t grow_blocks, ParseNosyncPolicy(value, bs_));
+    return SetNosyncPolicyLocked(inode, grow_blocks);
+  }
+  if (!inode->is_reg()) {
+    return Status::Error(EINVAL, "user.nosync applies to regular files and directories only");
+  }
   bool has_nf = !NosyncBlocks(*inode).empty();
   if ((flags & XATTR_CREATE) && has_nf) return Status::Error(EEXIST, "user.nosync is set");
   if ((flags & XATTR_REPLACE) && !has_nf) return Status::Error(ENODATA, "user.nosync is not set");
@@ -118,6 +141,7 @@ Status Vfs::SetNosyncLocked(Inode* inode, std::string_view value, int flags) {
 }
 
 Status Vfs::ClearNosyncLocked(Inode* inode) {
+  if (inode->is_dir() && inode->rec.nf_grow_blocks != 0) return SetNosyncPolicyLocked(inode, 0);
   if (!inode->is_reg()) return Status::Error(ENODATA, "user.nosync is not set");
   if (NosyncBlocks(*inode).empty()) return Status::Error(ENODATA, "user.nosync is not set");
   return ApplyNosyncSet(inode, {});
@@ -129,6 +153,9 @@ Result<std::string> Vfs::GetNosyncLocked(Inode* inode, std::string_view name) {
     NSF_ASSIGN_OR_RETURN(uint64_t off, ExtentsPageOffset(name));
     if (!inode->is_reg()) return Status::Error(ENODATA, "no such xattr");
     return ExtentsPageLocked(*inode, off);
+  }
+  if (inode->is_dir() && inode->rec.nf_grow_blocks != 0) {
+    return FormatNosyncPolicy(inode->rec.nf_grow_blocks, bs_);
   }
   if (!inode->is_reg()) return Status::Error(ENODATA, "no such xattr");
   std::vector<ByteRange> ranges;

@@ -104,8 +104,10 @@ Result<size_t> Vfs::CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino
     if (off_out >= kMaxFileSize) return Status::Error(EFBIG, "file too large");
     len = std::min<uint64_t>({len, in->rec.size - off_in, kMaxFileSize - off_out});
     const uint64_t first = off_out / bs_, last = (off_out + len - 1) / bs_;
-    bool shareable =
-        off_in % bs_ == off_out % bs_ && !HasNosyncBlocks(*out, first, last - first + 1);
+    // A file under a no-fsync policy is NF for its whole life: its copies
+    // are writes, into NF blocks of its own.
+    bool shareable = off_in % bs_ == off_out % bs_ && NewBlockFlags(*out) == 0 &&
+                     !HasNosyncBlocks(*out, first, last - first + 1);
     NSF_ASSIGN_OR_RETURN(done, shareable
                                    ? CopySharedLocked(in.get(), off_in, out.get(), off_out, len)
                                    : CopyBytesLocked(in.get(), off_in, out.get(), off_out, len));

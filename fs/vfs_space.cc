@@ -54,7 +54,8 @@ Status Vfs::AllocateLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_s
   uint64_t first = off / bs_, last = (off + len - 1) / bs_;
   bool grows = !keep_size && off + len > inode->rec.size;
   if (grows) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off + len));
-  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
+  const uint32_t new_flags = NewBlockFlags(*inode);
+  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, new_flags));
   Transaction txn;
   txn.PutExtentChanges(inode->ino, inode->mutable_extents());
   inode->rec.ctime = Now();
@@ -62,7 +63,8 @@ Status Vfs::AllocateLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_s
     inode->rec.size = off + len;
     inode->rec.mtime = inode->rec.ctime;  // the size changed, as ext4 does
   }
-  return Commit(std::move(txn), {inode}, false);
+  // NF space (a no-fsync policy) is sealed on return, as setting the flag is.
+  return Commit(std::move(txn), {inode}, new_flags != 0);
 }
 
 Status Vfs::ZeroInPlace(Inode* inode, uint64_t off, uint64_t end) {
@@ -135,7 +137,7 @@ Status Vfs::ZeroRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool keep_
   // another file's data.
   NSF_RETURN_IF_ERROR(UnshareLocked(inode, first, last - first + 1));
   if (!keep_size && off > inode->rec.size) NSF_RETURN_IF_ERROR(ZeroTailForGrowth(inode, off));
-  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, 0));
+  NSF_RETURN_IF_ERROR(FillHoles(inode, {{first, last - first + 1}}, NewBlockFlags(*inode)));
   InPlaceWork zeros;
   AddZeroWork(inode, off, end, &zeros);
   Transaction txn;

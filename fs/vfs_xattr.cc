@@ -59,7 +59,8 @@ Result<std::string> Vfs::Listxattr(uint64_t ino) {
   std::string out;
   // Listed only when set, so cp -a and rsync -X copy exactly the NF set;
   // user.nosync.extents is never listed (it cannot be set on a copy).
-  if (inode->is_reg() && !NosyncBlocks(*inode).empty()) {
+  if ((inode->is_reg() && !NosyncBlocks(*inode).empty()) ||
+      (inode->is_dir() && inode->rec.nf_grow_blocks != 0)) {
     out.append("user.nosync", sizeof("user.nosync"));
   }
   std::string prefix = keys::XattrPrefix(ino);

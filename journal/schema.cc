@@ -38,6 +38,7 @@ std::string InodeRecord::Encode() const {
   PutTime(&out, ctime);
   PutFixed64(&out, next_cookie);
   PutFixed64(&out, parent);
+  if (nf_grow_blocks != 0) PutFixed32(&out, nf_grow_blocks);
   return out;
 }
 
@@ -48,7 +49,8 @@ Result<InodeRecord> InodeRecord::Decode(uint64_t ino, std::string_view value) {
   bool ok = d.GetFixed32(&r.mode) && d.GetFixed32(&r.uid) && d.GetFixed32(&r.gid) &&
             d.GetFixed32(&r.nlink) && d.GetFixed64(&r.rdev) && d.GetFixed64(&r.size) &&
             GetTime(&d, &r.atime) && GetTime(&d, &r.mtime) && GetTime(&d, &r.ctime) &&
-            d.GetFixed64(&r.next_cookie) && d.GetFixed64(&r.parent) && d.done();
+            d.GetFixed64(&r.next_cookie) && d.GetFixed64(&r.parent) &&
+            (d.done() || (d.GetFixed32(&r.nf_grow_blocks) && r.nf_grow_blocks != 0 && d.done()));
   if (!ok) return Status::Error(EUCLEAN, "inode " + std::to_string(ino) + ": bad record");
   return r;
 }

@@ -34,6 +34,12 @@ struct InodeRecord {
   Timespec atime, mtime, ctime;
   uint64_t next_cookie = kFirstDirCookie;  // directories: next readdir cookie
   uint64_t parent = 0;                     // directories: the parent directory
+  // The no-fsync policy (docs/semantics.md, "A policy for new files"), in
+  // blocks: 0 none. On a directory, what files and directories created in
+  // it inherit; on a regular file, that it is NF for its whole life and
+  // grows by NF space allocated ahead of its size in units of this many
+  // blocks. Encoded only when nonzero (older records have none).
+  uint32_t nf_grow_blocks = 0;
 
   std::string Encode() const;
   static Result<InodeRecord> Decode(uint64_t ino, std::string_view value);

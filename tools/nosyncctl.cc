@@ -38,9 +38,13 @@ constexpr char kStats[] = "user.nosyncfs.stats";
 
 const char kUsage[] =
     "usage: nosyncctl set FILE RANGES     make FILE's NF set exactly RANGES\n"
+    "       nosyncctl set DIR POLICY      files made in DIR from now on are NF for\n"
+    "                                     life: POLICY is all or all,grow=SIZE\n"
     "       nosyncctl clear FILE [RANGES] drop all NF ranges, or just RANGES\n"
+    "       nosyncctl clear DIR           drop DIR's policy (no file changes)\n"
     "       nosyncctl show FILE...        the extent map with flags, and what\n"
-    "                                     persistence a write into each part gets\n"
+    "                                     persistence a write into each part gets;\n"
+    "                                     for a directory, its policy\n"
     "       nosyncctl summary DIR         NF bytes per file under DIR\n"
     "       nosyncctl stats MOUNTPOINT    the mount's durability statistics\n"
     "       nosyncctl collapse|insert|unshare FILE OFFSET LENGTH\n"
@@ -204,6 +208,16 @@ std::string NfPersistence(const std::string& persistence) {
 int Show(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return Fail(path, errno);
+  if (S_ISDIR(st.st_mode)) {
+    std::string policy;
+    int err = 0;
+    if (!ReadXattr(path, kNosync, &policy, &err)) return Fail(path, err);
+    std::printf("%s: %s\n", path.c_str(),
+                policy.empty() ? "no no-fsync policy"
+                               : ("no-fsync policy " + policy +
+                                  ": files made here are NF for life").c_str());
+    return 0;
+  }
   const std::string nf_text = NfPersistence(StatsOfMountOf(path)["persistence"]);
   const char kPlainText[] = "durable at fsync";
   const char kHoleText[] = "hole: a write allocates, durable at fsync";
