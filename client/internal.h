@@ -16,6 +16,11 @@ __attribute__((visibility("default"))) int nsf_internal_attached(int fd);
  * kernel, as before a dup: the copy starts where the original is. */
 __attribute__((visibility("default"))) void nsf_internal_sync_position(int fd);
 
+/* The shim passed a call that may change an attached file's layout or
+ * size (ftruncate, fallocate) to the kernel: ask for a fresh lease now,
+ * without waiting, rather than at the next data call a second later. */
+__attribute__((visibility("default"))) void nsf_internal_layout_changed(int fd);
+
 #ifdef __cplusplus
 }
 #endif

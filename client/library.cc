@@ -18,10 +18,12 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/xattr.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <climits>
 #include <cstdarg>
 #include <cstring>
@@ -201,6 +203,112 @@ ssize_t WriteAt(File* f, const void* buf, size_t count, off_t offset) {
 }
 
 int NotAttached() { return Fail(EBADF, "the descriptor is not attached to libnosyncfs"); }
+
+// A vector this small goes through one bounce buffer: one direct copy (and
+// persist), all or nothing, or one system call.
+constexpr size_t kBounce = 64 * 1024;
+
+// The bytes of a vector; -1 (EINVAL) for a count or sum the kernel refuses.
+ssize_t VectorBytes(const iovec* iov, int iovcnt) {
+  if (iovcnt < 0 || iovcnt > IOV_MAX) return Fail(EINVAL, "bad iovec count");
+  size_t total = 0;
+  for (int i = 0; i < iovcnt; ++i) {
+    if (iov[i].iov_len > SSIZE_MAX - total) return Fail(EINVAL, "iovec lengths overflow");
+    total += iov[i].iov_len;
+  }
+  return static_cast<ssize_t>(total);
+}
+
+// One vector at `offset` through f: `at(buf, count, offset)` is ReadAt or
+// WriteAt. Small vectors through a bounce buffer (gathered before a write,
+// scattered after a read); larger ones buffer by buffer, stopping at the
+// first short one, as the kernel's do.
+template <typename At>
+ssize_t VectorAt(File* f, const iovec* iov, int iovcnt, off_t offset, bool write, At at) {
+  const ssize_t total = VectorBytes(iov, iovcnt);
+  if (total < 0) return -1;
+  if (static_cast<size_t>(total) <= kBounce) {
+    thread_local char bounce[kBounce];
+    if (write) {
+      size_t pos = 0;
+      for (int i = 0; i < iovcnt; ++i) {
+        std::memcpy(bounce + pos, iov[i].iov_base, iov[i].iov_len);
+        pos += iov[i].iov_len;
+      }
+    }
+    const ssize_t n = at(f, bounce, static_cast<size_t>(total), offset);
+    if (!write && n > 0) {
+      size_t pos = 0;
+      for (int i = 0; i < iovcnt && pos < static_cast<size_t>(n); ++i) {
+        const size_t piece = std::min(iov[i].iov_len, static_cast<size_t>(n) - pos);
+        std::memcpy(iov[i].iov_base, bounce + pos, piece);
+        pos += piece;
+      }
+    }
+    return n;
+  }
+  ssize_t done = 0;
+  for (int i = 0; i < iovcnt; ++i) {
+    if (iov[i].iov_len == 0) continue;
+    const ssize_t n = at(f, iov[i].iov_base, iov[i].iov_len, offset + done);
+    if (n < 0) return done > 0 ? done : -1;
+    done += n;
+    if (static_cast<size_t>(n) < iov[i].iov_len) break;
+  }
+  return done;
+}
+
+ssize_t ReadVecAt(File* f, const iovec* iov, int iovcnt, off_t offset) {
+  return VectorAt(f, iov, iovcnt, offset, false,
+                  [](File* g, void* buf, size_t n, off_t off) { return ReadAt(g, buf, n, off); });
+}
+
+// pwritev2 at `offset` with `flags` (RWF_DSYNC, RWF_SYNC or none): a
+// direct write is durable on return, so it meets them; a fallback carries
+// them to the kernel, whole, as one call.
+ssize_t WriteVecAt(File* f, const iovec* iov, int iovcnt, off_t offset, int flags) {
+  if ((flags & (RWF_DSYNC | RWF_SYNC)) == 0) {
+    return VectorAt(f, iov, iovcnt, offset, true, [](File* g, void* buf, size_t n, off_t off) {
+      return WriteAt(g, buf, n, off);
+    });
+  }
+  const ssize_t total = VectorBytes(iov, iovcnt);
+  if (total < 0) return -1;
+  if (static_cast<size_t>(total) <= kBounce && f->can_write && !f->append) {
+    thread_local char bounce[kBounce];
+    size_t pos = 0;
+    for (int i = 0; i < iovcnt; ++i) {
+      std::memcpy(bounce + pos, iov[i].iov_base, iov[i].iov_len);
+      pos += iov[i].iov_len;
+    }
+    if (CopyDirect(f, bounce, static_cast<size_t>(total), offset, true)) {
+      Count(counters.direct_writes);
+      return total;
+    }
+  }
+  AskAgainIfDue(f);
+  Count(counters.fallback_writes);
+  return sys::pwritev2(f->fd, iov, iovcnt, offset, flags);
+}
+
+// A vectored call at the file position of an attached descriptor. An
+// O_APPEND write is the kernel's, which puts it at the end and says where.
+ssize_t VectorAtPosition(File* f, const iovec* iov, int iovcnt, bool write, int flags) {
+  std::lock_guard lock(f->position_mutex);
+  if (write && f->append) {
+    Count(counters.fallback_writes);
+    const ssize_t n = sys::pwritev2(f->fd, iov, iovcnt, -1, flags);
+    const int error = errno;
+    const off_t position = sys::lseek(f->fd, 0, SEEK_CUR);
+    if (position >= 0) f->position = position;
+    errno = error;
+    return n;
+  }
+  const ssize_t n = write ? WriteVecAt(f, iov, iovcnt, f->position, flags)
+                          : ReadVecAt(f, iov, iovcnt, f->position);
+  if (n > 0) f->position += n;
+  return n;
+}
 
 }  // namespace
 
@@ -430,7 +538,52 @@ void nsf_get_counters(struct nsf_counters* out) {
   out->leases_revoked = counters.leases_revoked.load(std::memory_order_relaxed);
 }
 
+ssize_t nsf_preadv(int fd, const struct iovec* iov, int iovcnt, off_t offset) {
+  return nsf_preadv2(fd, iov, iovcnt, offset, 0);
+}
+
+ssize_t nsf_pwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset) {
+  return nsf_pwritev2(fd, iov, iovcnt, offset, 0);
+}
+
+ssize_t nsf_readv(int fd, const struct iovec* iov, int iovcnt) {
+  return nsf_preadv2(fd, iov, iovcnt, -1, 0);
+}
+
+ssize_t nsf_writev(int fd, const struct iovec* iov, int iovcnt) {
+  return nsf_pwritev2(fd, iov, iovcnt, -1, 0);
+}
+
+ssize_t nsf_preadv2(int fd, const struct iovec* iov, int iovcnt, off_t offset, int flags) {
+  File* f = Find(fd);
+  if (f == nullptr || (flags & ~RWF_HIPRI) != 0 || offset < -1) {
+    return sys::preadv2(fd, iov, iovcnt, offset, flags);
+  }
+  return offset == -1 ? VectorAtPosition(f, iov, iovcnt, false, 0)
+                      : ReadVecAt(f, iov, iovcnt, offset);
+}
+
+ssize_t nsf_pwritev2(int fd, const struct iovec* iov, int iovcnt, off_t offset, int flags) {
+  File* f = Find(fd);
+  if (f == nullptr || (flags & ~(RWF_HIPRI | RWF_DSYNC | RWF_SYNC)) != 0 || offset < -1) {
+    return sys::pwritev2(fd, iov, iovcnt, offset, flags);
+  }
+  flags &= RWF_DSYNC | RWF_SYNC;
+  return offset == -1 ? VectorAtPosition(f, iov, iovcnt, true, flags)
+                      : WriteVecAt(f, iov, iovcnt, offset, flags);
+}
+
 int nsf_internal_attached(int fd) { return Find(fd) != nullptr ? 1 : 0; }
+
+void nsf_internal_layout_changed(int fd) {
+  File* f = Find(fd);
+  if (f == nullptr || !f->connection->Usable()) return;
+  const int saved = errno;
+  std::string saved_message = last_error;
+  f->connection->AskForLease(f, false);
+  last_error = std::move(saved_message);
+  errno = saved;
+}
 
 void nsf_internal_sync_position(int fd) {
   File* f = Find(fd);

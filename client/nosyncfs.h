@@ -58,6 +58,21 @@ ssize_t nsf_read(int fd, void *buf, size_t count);
 ssize_t nsf_write(int fd, const void *buf, size_t count);
 off_t nsf_lseek(int fd, off_t offset, int whence);
 
+/* The vectored forms, as preadv(2), pwritev(2), readv(2), writev(2),
+ * preadv2(2) and pwritev2(2) (offset -1: at the file position). A vector of
+ * at most 64 KiB in all is served from the mapping as one request, all or
+ * nothing; a larger one buffer by buffer, each as nsf_pread or nsf_pwrite.
+ * Of pwritev2's flags, RWF_DSYNC and RWF_SYNC are met by every direct write
+ * (durable on return) and RWF_HIPRI asks nothing; any other (RWF_APPEND,
+ * RWF_NOWAIT, ...) sends the call to the descriptor as it is. */
+struct iovec;
+ssize_t nsf_preadv(int fd, const struct iovec *iov, int iovcnt, off_t offset);
+ssize_t nsf_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset);
+ssize_t nsf_readv(int fd, const struct iovec *iov, int iovcnt);
+ssize_t nsf_writev(int fd, const struct iovec *iov, int iovcnt);
+ssize_t nsf_preadv2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags);
+ssize_t nsf_pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags);
+
 /* A pointer to [offset, offset+length) of the file inside the device
  * mapping, for a range wholly inside one leased NF extent. Stores there are
  * durable after nsf_persist covers them. The pointer is valid until the

@@ -2,7 +2,9 @@
 //
 // Every regular file the program opens on a FUSE mount is attached (errors
 // ignored: the file then simply goes through FUSE), and the data calls of
-// attached descriptors go to nsf_*; everything else goes to the next
+// attached descriptors (read, write, pread, pwrite, the vectored calls and
+// the fortified reads) go to nsf_*; ftruncate and fallocate go to libc and
+// then ask for a fresh lease; everything else goes to the next
 // definition, libc's, found with dlsym(RTLD_NEXT). The library never calls
 // back into these wrappers: it makes its own system calls with syscall(2)
 // (client/syscalls.h), so there is no recursion.
@@ -16,6 +18,7 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -46,6 +49,14 @@ using DupFn = int (*)(int);
 using Dup2Fn = int (*)(int, int);
 using FcntlFn = int (*)(int, int, ...);
 using Dup3Fn = int (*)(int, int, int);
+using VecFn = ssize_t (*)(int, const struct iovec*, int);
+using VecAtFn = ssize_t (*)(int, const struct iovec*, int, off_t);
+using Vec2Fn = ssize_t (*)(int, const struct iovec*, int, off_t, int);
+using ReadChkFn = ssize_t (*)(int, void*, size_t, size_t);
+using PreadChkFn = ssize_t (*)(int, void*, size_t, off_t, size_t);
+using FtruncateFn = int (*)(int, off_t);
+using FallocateFn = int (*)(int, int, off_t, off_t);
+using PosixFallocateFn = int (*)(int, off_t, off_t);
 
 // libc's definition of `name`, looked up once.
 template <typename Fn>
@@ -141,6 +152,97 @@ NSF_INTERPOSE off_t lseek(int fd, off_t offset, int whence) {
 NSF_INTERPOSE off64_t lseek64(int fd, off64_t offset, int whence) {
   if (nsf_internal_attached(fd)) return nsf_lseek(fd, offset, whence);
   return NEXT(LseekFn, lseek64)(fd, offset, whence);
+}
+
+// The vectored calls, as the plain ones (databases write their logs with
+// writev and pwritev2, some with RWF_DSYNC).
+NSF_INTERPOSE ssize_t readv(int fd, const struct iovec* iov, int n) {
+  if (nsf_internal_attached(fd)) return nsf_readv(fd, iov, n);
+  return NEXT(VecFn, readv)(fd, iov, n);
+}
+NSF_INTERPOSE ssize_t writev(int fd, const struct iovec* iov, int n) {
+  if (nsf_internal_attached(fd)) return nsf_writev(fd, iov, n);
+  return NEXT(VecFn, writev)(fd, iov, n);
+}
+NSF_INTERPOSE ssize_t preadv(int fd, const struct iovec* iov, int n, off_t off) {
+  if (nsf_internal_attached(fd)) return nsf_preadv(fd, iov, n, off);
+  return NEXT(VecAtFn, preadv)(fd, iov, n, off);
+}
+NSF_INTERPOSE ssize_t preadv64(int fd, const struct iovec* iov, int n, off64_t off) {
+  if (nsf_internal_attached(fd)) return nsf_preadv(fd, iov, n, off);
+  return NEXT(VecAtFn, preadv64)(fd, iov, n, off);
+}
+NSF_INTERPOSE ssize_t pwritev(int fd, const struct iovec* iov, int n, off_t off) {
+  if (nsf_internal_attached(fd)) return nsf_pwritev(fd, iov, n, off);
+  return NEXT(VecAtFn, pwritev)(fd, iov, n, off);
+}
+NSF_INTERPOSE ssize_t pwritev64(int fd, const struct iovec* iov, int n, off64_t off) {
+  if (nsf_internal_attached(fd)) return nsf_pwritev(fd, iov, n, off);
+  return NEXT(VecAtFn, pwritev64)(fd, iov, n, off);
+}
+NSF_INTERPOSE ssize_t preadv2(int fd, const struct iovec* iov, int n, off_t off, int flags) {
+  if (nsf_internal_attached(fd)) return nsf_preadv2(fd, iov, n, off, flags);
+  return NEXT(Vec2Fn, preadv2)(fd, iov, n, off, flags);
+}
+NSF_INTERPOSE ssize_t preadv64v2(int fd, const struct iovec* iov, int n, off64_t off, int flags) {
+  if (nsf_internal_attached(fd)) return nsf_preadv2(fd, iov, n, off, flags);
+  return NEXT(Vec2Fn, preadv64v2)(fd, iov, n, off, flags);
+}
+NSF_INTERPOSE ssize_t pwritev2(int fd, const struct iovec* iov, int n, off_t off, int flags) {
+  if (nsf_internal_attached(fd)) return nsf_pwritev2(fd, iov, n, off, flags);
+  return NEXT(Vec2Fn, pwritev2)(fd, iov, n, off, flags);
+}
+NSF_INTERPOSE ssize_t pwritev64v2(int fd, const struct iovec* iov, int n, off64_t off, int flags) {
+  if (nsf_internal_attached(fd)) return nsf_pwritev2(fd, iov, n, off, flags);
+  return NEXT(Vec2Fn, pwritev64v2)(fd, iov, n, off, flags);
+}
+
+// Programs built with _FORTIFY_SOURCE call these for read and pread.
+extern "C" [[noreturn]] void __chk_fail(void);
+NSF_INTERPOSE ssize_t __read_chk(int fd, void* buf, size_t count, size_t buflen) {
+  if (count > buflen) __chk_fail();
+  if (nsf_internal_attached(fd)) return nsf_read(fd, buf, count);
+  return NEXT(ReadChkFn, __read_chk)(fd, buf, count, buflen);
+}
+NSF_INTERPOSE ssize_t __pread_chk(int fd, void* buf, size_t count, off_t off, size_t buflen) {
+  if (count > buflen) __chk_fail();
+  if (nsf_internal_attached(fd)) return nsf_pread(fd, buf, count, off);
+  return NEXT(PreadChkFn, __pread_chk)(fd, buf, count, off, buflen);
+}
+NSF_INTERPOSE ssize_t __pread64_chk(int fd, void* buf, size_t count, off64_t off,
+                                    size_t buflen) {
+  if (count > buflen) __chk_fail();
+  if (nsf_internal_attached(fd)) return nsf_pread(fd, buf, count, off);
+  return NEXT(PreadChkFn, __pread64_chk)(fd, buf, count, off, buflen);
+}
+
+// Size and space changes go to the kernel (the daemon revokes what they
+// break); the lease is asked for again at once, so that what they added is
+// served directly without waiting for the next ask.
+namespace {
+int LayoutChanged(int fd, int rc) {
+  if (rc == 0 && nsf_internal_attached(fd)) nsf_internal_layout_changed(fd);
+  return rc;
+}
+}  // namespace
+
+NSF_INTERPOSE int ftruncate(int fd, off_t length) {
+  return LayoutChanged(fd, NEXT(FtruncateFn, ftruncate)(fd, length));
+}
+NSF_INTERPOSE int ftruncate64(int fd, off64_t length) {
+  return LayoutChanged(fd, NEXT(FtruncateFn, ftruncate64)(fd, length));
+}
+NSF_INTERPOSE int fallocate(int fd, int mode, off_t off, off_t len) {
+  return LayoutChanged(fd, NEXT(FallocateFn, fallocate)(fd, mode, off, len));
+}
+NSF_INTERPOSE int fallocate64(int fd, int mode, off64_t off, off64_t len) {
+  return LayoutChanged(fd, NEXT(FallocateFn, fallocate64)(fd, mode, off, len));
+}
+NSF_INTERPOSE int posix_fallocate(int fd, off_t off, off_t len) {
+  return LayoutChanged(fd, NEXT(PosixFallocateFn, posix_fallocate)(fd, off, len));
+}
+NSF_INTERPOSE int posix_fallocate64(int fd, off64_t off, off64_t len) {
+  return LayoutChanged(fd, NEXT(PosixFallocateFn, posix_fallocate64)(fd, off, len));
 }
 
 // A copy of an attached descriptor is attached too, starting at the

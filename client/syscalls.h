@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static_assert(sizeof(long) == 8 && sizeof(off_t) == 8, "raw syscalls assume LP64");
@@ -43,6 +44,19 @@ inline off_t lseek(int fd, off_t off, int whence) {
 }
 inline int openat(int dirfd, const char* path, int flags, mode_t mode) {
   return static_cast<int>(::syscall(SYS_openat, dirfd, path, flags, mode));
+}
+// preadv2/pwritev2 take the offset in two halves (low, high); offset -1
+// means the file position, flags 0 makes them preadv/pwritev, and -1 with
+// flags 0 makes them readv/writev.
+inline ssize_t preadv2(int fd, const struct iovec* iov, int n, off_t off, int flags) {
+  const auto o = static_cast<unsigned long long>(off);
+  return ::syscall(SYS_preadv2, fd, iov, n, static_cast<unsigned long>(o),
+                   static_cast<unsigned long>(o >> 32), flags);
+}
+inline ssize_t pwritev2(int fd, const struct iovec* iov, int n, off_t off, int flags) {
+  const auto o = static_cast<unsigned long long>(off);
+  return ::syscall(SYS_pwritev2, fd, iov, n, static_cast<unsigned long>(o),
+                   static_cast<unsigned long>(o >> 32), flags);
 }
 
 }  // namespace nsf::sys

@@ -502,6 +502,48 @@ TEST_CASE("direct: kill -9 keeps every acknowledged direct write and loses unper
 
 // [shim]: not in the ThreadSanitizer run, whose shim cannot be preloaded
 // into an uninstrumented program.
+TEST_CASE("direct: the shim serves writev, pwritev, pwritev2 (RWF_DSYNC) and fortified reads",
+          "[direct][shim]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string f = v.Path("log");
+  MakeNfFile(f, 16 * kBlock, 1);
+  const uint64_t writes = Stat(v, "requests_write"), reads = Stat(v, "requests_read");
+  auto r = RunCommand({"env", std::string("LD_PRELOAD=") + NSF_SHIM, BinPath("nsf_shim_probe"),
+                       f});
+  INFO(r.Describe());
+  REQUIRE(r.exit_status == 0);
+  std::map<std::string, uint64_t> counters;
+  std::istringstream out(r.out);
+  std::string first, key;
+  std::getline(out, first);
+  CHECK(first == "ok");
+  for (uint64_t value; out >> key >> value;) counters[key] = value;
+  CHECK(counters["direct_writes"] == 3);
+  CHECK(counters["fallback_writes"] == 0);
+  CHECK(counters["direct_reads"] == 5);
+  CHECK(counters["fallback_reads"] == 0);
+  // Nothing of it reached the daemon as a request.
+  CHECK(Stat(v, "requests_write") == writes);
+  CHECK(Stat(v, "requests_read") == reads);
+  // Without the shim the same program goes through FUSE, with the same
+  // bytes in the end.
+  auto plain = RunCommand({BinPath("nsf_shim_probe"), f});
+  INFO(plain.Describe());
+  CHECK(plain.out == "ok\n");
+  CHECK(Stat(v, "requests_write") == writes + 3);
+  v.KillDaemon();  // and what the shim wrote is durable
+  v.Mount(kDirect);
+  std::string expect(12288, '\0');
+  expect.replace(0, 2048, std::string(2048, 'a'));
+  expect.replace(2048, 2048, std::string(2048, 'b'));
+  expect.replace(4096, 1000, std::string(1000, 'c'));
+  expect.replace(5096, 3096, std::string(3096, 'd'));
+  expect.replace(8192, 4096, std::string(4096, 'e'));
+  CHECK(FirstMismatch(ReadFile(f).substr(0, 12288), expect) == "");
+  v.Unmount();
+}
+
 TEST_CASE("direct: the LD_PRELOAD shim serves an unmodified program, and falls back silently",
           "[direct][shim]") {
   TestVolume v;
