@@ -43,6 +43,7 @@ constexpr size_t kMaxPacket = sizeof(nsf_msg_grant) + NSF_GRANT_MAX_EXTENTS * si
 // Never freed, so that nothing is destroyed at exit under a listener.
 std::mutex registry_mutex;
 std::map<std::string, std::shared_ptr<Connection>>* registry = nullptr;
+std::map<dev_t, std::shared_ptr<Connection>>* by_device = nullptr;  // registry_mutex
 
 // Bumped in a forked child: every connection made before is the parent's.
 std::atomic<uint64_t> fork_generation{0};
@@ -135,14 +136,24 @@ std::string RefusalMessage(int error) {
 
 }  // namespace
 
-std::shared_ptr<Connection> Connection::For(const std::string& socket_path) {
+std::shared_ptr<Connection> Connection::For(const std::string& socket_path, dev_t dev) {
   std::lock_guard lock(registry_mutex);
   if (registry == nullptr) registry = new std::map<std::string, std::shared_ptr<Connection>>;
+  if (by_device == nullptr) by_device = new std::map<dev_t, std::shared_ptr<Connection>>;
   auto it = registry->find(socket_path);
-  if (it != registry->end() && it->second->Usable()) return it->second;
-  std::shared_ptr<Connection> c = Connect(socket_path);
-  if (c != nullptr) (*registry)[socket_path] = c;
+  std::shared_ptr<Connection> c = it != registry->end() && it->second->Usable()
+                                      ? it->second
+                                      : Connect(socket_path);
+  if (c != nullptr) (*registry)[socket_path] = (*by_device)[dev] = c;
   return c;
+}
+
+std::shared_ptr<Connection> Connection::ForDevice(dev_t dev) {
+  std::lock_guard lock(registry_mutex);
+  if (by_device == nullptr) return nullptr;
+  auto it = by_device->find(dev);
+  if (it == by_device->end() || !it->second->Usable()) return nullptr;
+  return it->second;
 }
 
 std::shared_ptr<Connection> Connection::Connect(const std::string& socket_path) {
@@ -585,6 +596,7 @@ void Connection::Die() {
     std::lock_guard lock(registry_mutex);
     auto it = registry->find(socket_path_);
     if (it != registry->end() && it->second.get() == this) registry->erase(it);
+    std::erase_if(*by_device, [this](const auto& entry) { return entry.second.get() == this; });
   }
   for (Taken& t : taken) {
     t.held.file->WaitForNoStores();

@@ -24,9 +24,13 @@ struct Lease;
 class Connection {
  public:
   // The live connection to the daemon listening on socket_path, made on
-  // first use (HELLO, WELCOME, mapping) and kept while the daemon keeps it.
+  // first use (HELLO, WELCOME, mapping) and kept while the daemon keeps it;
+  // remembered as the connection of the mount with device number `dev`.
   // nullptr after a failed call (errno, nsf_errmsg).
-  static std::shared_ptr<Connection> For(const std::string& socket_path);
+  static std::shared_ptr<Connection> For(const std::string& socket_path, dev_t dev);
+  // The live connection of the mount with device number `dev`, if a file of
+  // it was attached before: no request to the file system. Else nullptr.
+  static std::shared_ptr<Connection> ForDevice(dev_t dev);
   ~Connection();
 
   // False once the daemon hung up or sent nonsense (its files then go

@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/xattr.h>
@@ -344,9 +345,16 @@ int nsf_open(const char* path, int flags, ...) {
 }
 
 int nsf_attach(int fd) {
-  struct stat st;
-  if (fstat(fd, &st) != 0) return Fail(errno, std::string("fstat: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return Fail(ENOTSUP, "only regular files have direct access");
+  // The type, device and inode number never change: the kernel's cached
+  // attributes answer without a request to the file system.
+  struct statx stx;
+  if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &stx) != 0) {
+    return Fail(errno, std::string("statx: ") + std::strerror(errno));
+  }
+  if (!S_ISREG(stx.stx_mode)) return Fail(ENOTSUP, "only regular files have direct access");
+  struct stat st {};
+  st.st_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+  st.st_ino = stx.stx_ino;
   if (File* old = Find(fd)) {
     const bool same_file = old->dev == st.st_dev && old->ino == st.st_ino;
     if (same_file && old->connection->Usable()) return 0;
@@ -363,22 +371,27 @@ int nsf_attach(int fd) {
                         "at the first attach)");
   }
 
-  char value[sizeof(sockaddr_un::sun_path)];
-  const ssize_t n = fgetxattr(fd, NSF_DIRECT_XATTR, value, sizeof value);
-  if (n < 0) {
-    const int error = errno;
-    if (error == ENODATA || error == ENOTSUP || error == EOPNOTSUPP) {
-      return Fail(ENOTSUP, "not a nosyncfs file (it has no " NSF_DIRECT_XATTR " attribute)");
+  // One connection per mount: a file of a mount already connected needs no
+  // request to find its socket.
+  std::shared_ptr<Connection> connection = Connection::ForDevice(st.st_dev);
+  if (connection == nullptr) {
+    char value[sizeof(sockaddr_un::sun_path)];
+    const ssize_t n = fgetxattr(fd, NSF_DIRECT_XATTR, value, sizeof value);
+    if (n < 0) {
+      const int error = errno;
+      if (error == ENODATA || error == ENOTSUP || error == EOPNOTSUPP) {
+        return Fail(ENOTSUP, "not a nosyncfs file (it has no " NSF_DIRECT_XATTR " attribute)");
+      }
+      return Fail(error == ERANGE ? EPROTO : error,
+                  std::string("cannot read " NSF_DIRECT_XATTR ": ") + std::strerror(error));
     }
-    return Fail(error == ERANGE ? EPROTO : error,
-                std::string("cannot read " NSF_DIRECT_XATTR ": ") + std::strerror(error));
+    const std::string socket_path(value, static_cast<size_t>(n));
+    if (socket_path == "off") {
+      return Fail(EPERM, "the mount does not allow direct access (mount option direct=)");
+    }
+    connection = Connection::For(socket_path, st.st_dev);
+    if (connection == nullptr) return -1;
   }
-  const std::string socket_path(value, static_cast<size_t>(n));
-  if (socket_path == "off") {
-    return Fail(EPERM, "the mount does not allow direct access (mount option direct=)");
-  }
-  std::shared_ptr<Connection> connection = Connection::For(socket_path);
-  if (connection == nullptr) return -1;
 
   const int flags = fcntl(fd, F_GETFL);
   const off_t position = sys::lseek(fd, 0, SEEK_CUR);

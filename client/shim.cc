@@ -18,11 +18,15 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
+#include <mutex>
+#include <utility>
 
 #include "client/internal.h"
 #include "client/nosyncfs.h"
@@ -76,14 +80,37 @@ Fn Next(std::atomic<Fn>& cache, const char* name) {
 
 bool TakesMode(int flags) { return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE; }
 
+// Whether the file system with device number `dev` (that of fd) is FUSE.
+// statfs asks the file system, so its answer is kept: once per mount (the
+// last few mounts seen), not once per open.
+bool OnFuse(int fd, dev_t dev) {
+  static std::mutex mutex;
+  static std::array<std::pair<dev_t, bool>, 16> known{};
+  static size_t next = 0;
+  std::lock_guard lock(mutex);
+  for (const auto& [d, fuse] : known) {
+    if (d == dev && dev != 0) return fuse;
+  }
+  struct statfs fs;
+  if (fstatfs(fd, &fs) != 0) return false;
+  const bool fuse = fs.f_type == FUSE_SUPER_MAGIC;
+  known[next++ % known.size()] = {dev, fuse};
+  return fuse;
+}
+
 // Attaches fd if it is a regular file on some FUSE mount; the attach asks
-// the mount whether it is nosyncfs. The statfs spares every other file the
-// attribute lookup. The caller's errno is the open's.
+// the mount whether it is nosyncfs (once per mount: the library keeps its
+// connection by device). The type and device come from the kernel's cached
+// attributes (no request), so every other file costs nothing. The caller's
+// errno is the open's.
 int Opened(int fd, int flags) {
   if (fd < 0 || (flags & O_PATH) != 0) return fd;
   const int saved = errno;
-  struct statfs fs;
-  if (fstatfs(fd, &fs) == 0 && fs.f_type == FUSE_SUPER_MAGIC) nsf_attach(fd);
+  struct statx stx;
+  if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) == 0 &&
+      S_ISREG(stx.stx_mode) && OnFuse(fd, makedev(stx.stx_dev_major, stx.stx_dev_minor))) {
+    nsf_attach(fd);
+  }
   errno = saved;
   return fd;
 }

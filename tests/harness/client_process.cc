@@ -1,5 +1,6 @@
 #include "tests/harness/client_process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -7,9 +8,11 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <sstream>
 
 #include "tests/harness/mount_fixture.h"
+#include "tests/harness/posix_util.h"
 
 extern char** environ;
 
@@ -42,6 +45,31 @@ ClientProcess::~ClientProcess() {
 
 void ClientProcess::Signal(int sig) const {
   if (pid_ > 0) ::kill(pid_, sig);
+}
+
+void ClientProcess::Stop() const {
+  REQUIRE(pid_ > 0);
+  REQUIRE(::kill(pid_, SIGSTOP) == 0);
+  const std::string tasks = "/proc/" + std::to_string(pid_) + "/task";
+  auto all_stopped = [&] {
+    DIR* dir = ::opendir(tasks.c_str());
+    if (dir == nullptr) return false;
+    bool stopped = true;
+    while (struct dirent* de = ::readdir(dir)) {
+      if (de->d_name[0] == '.') continue;
+      std::ifstream stat(tasks + "/" + de->d_name + "/stat");
+      std::string line;
+      std::getline(stat, line);
+      // "pid (comm) S ...": the state follows the last ')'.
+      const size_t paren = line.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T') {
+        stopped = false;
+      }
+    }
+    ::closedir(dir);
+    return stopped;
+  };
+  REQUIRE(WaitUntil(all_stopped, std::chrono::seconds(10), std::chrono::milliseconds(1)));
 }
 
 void ClientProcess::Kill(int sig) {

@@ -25,6 +25,10 @@ class ClientProcess {
 
   pid_t pid() const { return pid_; }
   void Signal(int sig) const;
+  // SIGSTOP, then waits (at most 10 s) until every thread of it is stopped:
+  // kill(2) returns before they are, and a thread still running could
+  // answer what the test means it to ignore. REQUIREs that it stops.
+  void Stop() const;
   // Sends `sig`; for SIGKILL also waits (at most 20 s) and reaps.
   void Kill(int sig);
   // The next line, or "" at EOF or after `timeout`.

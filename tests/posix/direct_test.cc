@@ -351,7 +351,7 @@ TEST_CASE("direct: a holder that does not acknowledge is cut off, its blocks qua
   REQUIRE(!leased.empty());
   Client holder({"hold", f});
   REQUIRE(holder.Line() == "leased");
-  holder.Signal(SIGSTOP);
+  holder.Stop();
   const uint64_t free_before = MustStatvfs(v.mountpoint()).f_bfree;
   {
     Fd fd = MustOpen(f, O_RDWR);
@@ -544,6 +544,44 @@ TEST_CASE("direct: the shim serves writev, pwritev, pwritev2 (RWF_DSYNC) and for
   v.Unmount();
 }
 
+TEST_CASE("direct: the shim asks the file system once per mount, not once per open",
+          "[direct][shim]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  std::vector<std::string> cat = {"cat"};
+  for (int i = 0; i < 20; ++i) {
+    WriteFile(v.Path("f" + std::to_string(i)), "plain file " + std::to_string(i));
+    cat.push_back(v.Path("f" + std::to_string(i)));
+  }
+  auto requests_of = [&](const std::vector<std::string>& argv) {
+    auto before = MountStats(v.mountpoint());
+    CommandResult r = RunCommand(argv);
+    INFO(r.Describe());
+    CHECK(r.exit_status == 0);
+    auto after = MountStats(v.mountpoint());
+    std::map<std::string, uint64_t> delta;
+    for (const auto& [k, value] : after) {
+      if (k.rfind("requests_", 0) == 0 && value > before[k]) delta[k] = value - before[k];
+    }
+    --delta["requests_getxattr"];  // the second MountStats
+    if (delta["requests_getxattr"] == 0) delta.erase("requests_getxattr");
+    return delta;
+  };
+  auto plain = requests_of(cat);
+  std::vector<std::string> shimmed = {"env", std::string("LD_PRELOAD=") + NSF_SHIM};
+  shimmed.insert(shimmed.end(), cat.begin(), cat.end());
+  auto with_shim = requests_of(shimmed);
+  // 20 files opened and read: one statfs (is it FUSE?) and one getxattr
+  // (which socket?) in all, and otherwise what the plain run sends.
+  CHECK(with_shim["requests_statfs"] == 1);
+  CHECK(with_shim["requests_getxattr"] == plain["requests_getxattr"] + 1);
+  with_shim.erase("requests_statfs");
+  with_shim.erase("requests_getxattr");
+  plain.erase("requests_getxattr");
+  CHECK(with_shim == plain);
+  v.Unmount();
+}
+
 TEST_CASE("direct: the LD_PRELOAD shim serves an unmodified program, and falls back silently",
           "[direct][shim]") {
   TestVolume v;
@@ -674,7 +712,7 @@ TEST_CASE("direct: remount,ro is refused while a write lease's descriptor is ope
   Client stopped({"hold-closed", f});
   REQUIRE(stopped.Line() == "leased");
   REQUIRE(stopped.Line() == "closed");
-  stopped.Signal(SIGSTOP);
+  stopped.Stop();
   const auto t0 = std::chrono::steady_clock::now();
   REQUIRE(v.RunRemount("ro").exit_status == 0);
   CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(900));
