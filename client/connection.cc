@@ -450,10 +450,26 @@ Lease* Connection::ParseGrant(const uint8_t* packet, size_t length, uint64_t* re
     }
     end = e.file_offset + e.length;
   }
+  const uint32_t known = NSF_GRANT_APPEND | NSF_GRANT_SYNCED;
+  const bool append = (grant.flags & NSF_GRANT_APPEND) != 0;
+  if ((grant.flags & ~known) != 0 || ((grant.flags & NSF_GRANT_SYNCED) && !append) ||
+      (grant.slot == 0 && (append || grant.writable == 1)) || grant.slot % 8 != 0 ||
+      grant.slot > device || sizeof(nsf_size_slot) > device - grant.slot) {
+    return nullptr;
+  }
   lease->id = grant.lease;
   lease->writable = grant.writable == 1;
+  lease->append = append;
+  lease->synced = (grant.flags & NSF_GRANT_SYNCED) != 0;
   lease->size = grant.size;
   lease->mapping = mapping_.get();
+  if (grant.slot != 0) {
+    lease->slot = reinterpret_cast<nsf_size_slot*>(mapping_->base() + grant.slot);
+  }
+  for (const nsf_extent& e : lease->extents) {
+    if (e.file_offset != lease->nf_prefix) break;
+    lease->nf_prefix = e.file_offset + e.length;
+  }
   *request = grant.request;
   return lease.release();
 }

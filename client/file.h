@@ -58,6 +58,15 @@ struct File {
   bool detached = false;  // guarded by the connection's mutex
 
   std::mutex position_mutex;  // as the kernel's f_pos_lock
+  // Appends (and O_APPEND writes through the kernel) one at a time: each
+  // publishes a size covering only persisted bytes.
+  std::mutex append_mutex;
+  // Attached with no NF extent: its first write asks at once (a policy
+  // directory's file gets its extents then).
+  std::atomic<bool> ask_after_first_write{false};
+  // Mapped shared and writable (the shim sees mmap): the kernel may hold
+  // dirty pages of it that only a real fsync writes back.
+  std::atomic<bool> mapped_writable{false};
   off_t position = 0;
 
   // The drain: bounded by one memcpy and persist per data call in flight,

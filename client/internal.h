@@ -15,6 +15,9 @@ __attribute__((visibility("default"))) int nsf_internal_attached(int fd);
 /* Hands an attached descriptor's position (which the library keeps) to the
  * kernel, as before a dup: the copy starts where the original is. */
 __attribute__((visibility("default"))) void nsf_internal_sync_position(int fd);
+// The shim saw the descriptor mapped shared and writable: its syncs are
+// real from now on.
+__attribute__((visibility("default"))) void nsf_internal_mapped_writable(int fd);
 
 /* The shim passed a call that may change an attached file's layout or
  * size (ftruncate, fallocate) to the kernel: ask for a fresh lease now,

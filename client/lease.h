@@ -18,7 +18,11 @@ class DeviceMapping;
 struct Lease {
   uint64_t id = 0;
   bool writable = false;
-  uint64_t size = 0;
+  bool append = false;  // NSF_GRANT_APPEND: the size is the slot's
+  bool synced = false;  // NSF_GRANT_SYNCED
+  uint64_t size = 0;    // at the grant
+  nsf_size_slot* slot = nullptr;  // writable leases: the file's, in the mapping
+  uint64_t nf_prefix = 0;  // the extents cover [0, nf_prefix) without a gap
   std::vector<nsf_extent> extents;  // sorted, non-overlapping (checked at the GRANT)
   const DeviceMapping* mapping = nullptr;
 
@@ -32,13 +36,18 @@ struct Lease {
     return offset - e.file_offset < e.length ? &e : nullptr;
   }
 
+  // The file's size now: an appender's grows with its appends.
+  uint64_t CurrentSize() const {
+    return append ? __atomic_load_n(&slot->size, __ATOMIC_ACQUIRE) : size;
+  }
+
   // Calls piece(device_offset, buffer_offset, length) for each extent's
   // part of [offset, offset+length), in order, if the lease covers all of
-  // it (inside the size, no gap between extents); returns false without a
+  // it (below `limit`, no gap between extents); returns false without a
   // call otherwise, and false if a piece returns false.
   template <typename Piece>
-  bool ForEachPiece(uint64_t offset, uint64_t length, Piece piece) const {
-    if (length == 0 || offset > size || length > size - offset) return false;
+  bool ForEachPiece(uint64_t offset, uint64_t length, uint64_t limit, Piece piece) const {
+    if (length == 0 || offset > limit || length > limit - offset) return false;
     for (int pass = 0; pass < 2; ++pass) {  // first check, then copy
       for (uint64_t done = 0; done < length;) {
         const nsf_extent* e = ExtentAt(offset + done);

@@ -147,13 +147,19 @@ void Drop(File* f, bool hand_back_position) {
 }
 
 // A data call found no lease: asks for one, at most once a second, without
-// waiting; the call itself falls back. Leaves errno and nsf_errmsg alone:
-// the caller's call has not failed.
-void AskAgainIfDue(File* f) {
+// waiting; the call itself falls back. A file that had no NF extent when
+// attached asks at its first write at once: under a directory's no-fsync
+// policy that write gives it some. Leaves errno and nsf_errmsg alone: the
+// caller's call has not failed.
+void AskAgainIfDue(File* f, bool after_write = false) {
   if (f->lease.load(std::memory_order_relaxed) != nullptr || !f->connection->Usable()) return;
   const int64_t now = MonotonicNs();
   int64_t due = f->next_ask_ns.load(std::memory_order_relaxed);
-  if (now < due || !f->next_ask_ns.compare_exchange_strong(due, now + kAskIntervalNs)) return;
+  const bool first_write = after_write && f->ask_after_first_write.exchange(false);
+  if (!first_write &&
+      (now < due || !f->next_ask_ns.compare_exchange_strong(due, now + kAskIntervalNs))) {
+    return;
+  }
   const int saved_errno = errno;
   std::string saved_message = last_error;
   f->connection->AskForLease(f, false);
@@ -161,29 +167,79 @@ void AskAgainIfDue(File* f) {
   errno = saved_errno;
 }
 
-// The direct copy between buf and the mapping, if f's lease covers all of
-// [offset, offset+count); false to fall back. See File for why the counter
-// is raised before the lease is loaded.
-bool CopyDirect(File* f, void* buf, size_t count, off_t offset, bool write) {
+// The direct read into buf, if f's lease covers all of [offset,
+// offset+count) inside the size; false to fall back. See File for why the
+// counter is raised before the lease is loaded.
+bool ReadDirect(File* f, void* buf, size_t count, off_t offset) {
   if (offset < 0 || count > SSIZE_MAX) return false;
   f->inflight.fetch_add(1);
   const Lease* lease = f->lease.load();
   auto* bytes = static_cast<uint8_t*>(buf);
-  auto copy = [&](uint64_t device_offset, uint64_t at, uint64_t length) {
-    const DeviceMapping& device = *lease->mapping;
-    if (write) return device.Store(device_offset, bytes + at, length);
-    std::memcpy(bytes + at, device.base() + device_offset, length);
-    return true;
-  };
-  const bool done = lease != nullptr && (!write || lease->writable) &&
-                    lease->ForEachPiece(static_cast<uint64_t>(offset), count, copy);
-  if (done && write && !f->wrote.load(std::memory_order_relaxed)) f->wrote.store(true);
+  const bool done =
+      lease != nullptr &&
+      lease->ForEachPiece(static_cast<uint64_t>(offset), count, lease->CurrentSize(),
+                          [&](uint64_t device_offset, uint64_t at, uint64_t length) {
+                            std::memcpy(bytes + at, lease->mapping->base() + device_offset,
+                                        length);
+                            return true;
+                          });
+  f->inflight.fetch_sub(1);
+  return done;
+}
+
+// Stores and persists [offset, offset+count) through the lease, if it
+// covers all of it below `limit`.
+bool StoreThrough(const Lease* lease, const void* buf, size_t count, uint64_t offset,
+                  uint64_t limit) {
+  const auto* bytes = static_cast<const uint8_t*>(buf);
+  return lease->ForEachPiece(offset, count, limit,
+                             [&](uint64_t device_offset, uint64_t at, uint64_t length) {
+                               return lease->mapping->Store(device_offset, bytes + at, length);
+                             });
+}
+
+// The direct write of buf at `offset` (-1: at the end, as O_APPEND
+// writes), if f's lease allows it; false to fall back. An appender's lease
+// also writes past the size, inside its extents: the data is persisted
+// first, then the new size in the file's slot, so that a crash never
+// leaves a size covering bytes that were not written. *end is where the
+// write ended.
+bool WriteDirect(File* f, const void* buf, size_t count, off_t offset, uint64_t* end) {
+  if (offset < -1 || count > SSIZE_MAX) return false;
+  f->inflight.fetch_add(1);
+  const Lease* lease = f->lease.load();
+  bool done = false;
+  if (lease != nullptr && lease->writable && (offset >= 0 || lease->append)) {
+    const uint64_t size = lease->CurrentSize();
+    if (offset >= 0 && static_cast<uint64_t>(offset) + count <= size) {
+      done = StoreThrough(lease, buf, count, static_cast<uint64_t>(offset), size);  // overwrite
+      *end = static_cast<uint64_t>(offset) + count;
+    } else if (lease->append) {
+      // Appends one at a time: each publishes a size that covers only
+      // bytes already persisted.
+      std::lock_guard lock(f->append_mutex);
+      const uint64_t now = lease->CurrentSize();
+      const uint64_t at = offset >= 0 ? static_cast<uint64_t>(offset) : now;
+      done = StoreThrough(lease, buf, count, at, UINT64_MAX);
+      if (done && at + count > now) {
+        __atomic_store_n(&lease->slot->size, at + count, __ATOMIC_RELEASE);
+        done = lease->mapping->Persist(
+            static_cast<uint64_t>(reinterpret_cast<uint8_t*>(&lease->slot->size) -
+                                  lease->mapping->base()),
+            sizeof(uint64_t));
+      }
+      *end = at + count;
+    }
+    // The daemon's attributes follow (a reader's cached pages then go).
+    if (done) __atomic_fetch_add(&lease->slot->writes, 1, __ATOMIC_RELEASE);
+  }
+  if (done && !f->wrote.load(std::memory_order_relaxed)) f->wrote.store(true);
   f->inflight.fetch_sub(1);
   return done;
 }
 
 ssize_t ReadAt(File* f, void* buf, size_t count, off_t offset) {
-  if (f->can_read && CopyDirect(f, buf, count, offset, false)) {
+  if (f->can_read && ReadDirect(f, buf, count, offset)) {
     Count(counters.direct_reads);
     return static_cast<ssize_t>(count);
   }
@@ -192,15 +248,44 @@ ssize_t ReadAt(File* f, void* buf, size_t count, off_t offset) {
   return sys::pread(f->fd, buf, count, offset);
 }
 
-ssize_t WriteAt(File* f, const void* buf, size_t count, off_t offset) {
-  // pwrite(2) on an O_APPEND descriptor appends (Linux): the kernel's.
-  if (f->can_write && !f->append && CopyDirect(f, const_cast<void*>(buf), count, offset, true)) {
+// The kernel's answer to where an O_APPEND write ended.
+void KernelPosition(File* f, uint64_t* end) {
+  const int error = errno;
+  const off_t position = sys::lseek(f->fd, 0, SEEK_CUR);
+  if (position >= 0) *end = static_cast<uint64_t>(position);
+  errno = error;
+}
+
+// The kernel's O_APPEND write: at the end the kernel knows, which a
+// stat brings up to what an appender published (the daemon does not let
+// the kernel cache the attributes of a file with a write lease). Under
+// the append lock, so no direct append of this file slips in between.
+ssize_t AppendThroughKernel(File* f, const void* buf, size_t count, uint64_t* end) {
+  std::lock_guard lock(f->append_mutex);
+  sys::refresh_attributes(f->fd);
+  const ssize_t n = sys::write(f->fd, buf, count);
+  KernelPosition(f, end);
+  return n;
+}
+
+// A write at `offset`, or at the end on an O_APPEND descriptor (where
+// pwrite(2) appends too, on Linux). *end: where it ended, when it did.
+ssize_t WriteAt(File* f, const void* buf, size_t count, off_t offset, uint64_t* end) {
+  if (f->can_write && WriteDirect(f, buf, count, f->append ? -1 : offset, end)) {
     Count(counters.direct_writes);
     return static_cast<ssize_t>(count);
   }
-  AskAgainIfDue(f);
+  AskAgainIfDue(f, /*after_write=*/true);
   Count(counters.fallback_writes);
-  return sys::pwrite(f->fd, buf, count, offset);
+  if (f->append) return AppendThroughKernel(f, buf, count, end);
+  const ssize_t n = sys::pwrite(f->fd, buf, count, offset);
+  if (n > 0) *end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(n);
+  return n;
+}
+
+ssize_t WriteAt(File* f, const void* buf, size_t count, off_t offset) {
+  uint64_t end = 0;
+  return WriteAt(f, buf, count, offset, &end);
 }
 
 int NotAttached() { return Fail(EBADF, "the descriptor is not attached to libnosyncfs"); }
@@ -264,50 +349,52 @@ ssize_t ReadVecAt(File* f, const iovec* iov, int iovcnt, off_t offset) {
                   [](File* g, void* buf, size_t n, off_t off) { return ReadAt(g, buf, n, off); });
 }
 
-// pwritev2 at `offset` with `flags` (RWF_DSYNC, RWF_SYNC or none): a
-// direct write is durable on return, so it meets them; a fallback carries
-// them to the kernel, whole, as one call.
-ssize_t WriteVecAt(File* f, const iovec* iov, int iovcnt, off_t offset, int flags) {
+// pwritev2 at `offset` (or at the end, O_APPEND) with `flags` (RWF_DSYNC,
+// RWF_SYNC or none): a direct write is durable on return, so it meets
+// them; a fallback carries them to the kernel, whole, as one call. *end:
+// where the write ended.
+ssize_t WriteVecAt(File* f, const iovec* iov, int iovcnt, off_t offset, int flags,
+                   uint64_t* end) {
   if ((flags & (RWF_DSYNC | RWF_SYNC)) == 0) {
-    return VectorAt(f, iov, iovcnt, offset, true, [](File* g, void* buf, size_t n, off_t off) {
-      return WriteAt(g, buf, n, off);
+    return VectorAt(f, iov, iovcnt, offset, true, [end](File* g, void* buf, size_t n, off_t off) {
+      return WriteAt(g, buf, n, off, end);
     });
   }
   const ssize_t total = VectorBytes(iov, iovcnt);
   if (total < 0) return -1;
-  if (static_cast<size_t>(total) <= kBounce && f->can_write && !f->append) {
+  if (static_cast<size_t>(total) <= kBounce && f->can_write) {
     thread_local char bounce[kBounce];
     size_t pos = 0;
     for (int i = 0; i < iovcnt; ++i) {
       std::memcpy(bounce + pos, iov[i].iov_base, iov[i].iov_len);
       pos += iov[i].iov_len;
     }
-    if (CopyDirect(f, bounce, static_cast<size_t>(total), offset, true)) {
+    if (WriteDirect(f, bounce, static_cast<size_t>(total), f->append ? -1 : offset, end)) {
       Count(counters.direct_writes);
       return total;
     }
   }
-  AskAgainIfDue(f);
+  AskAgainIfDue(f, true);
   Count(counters.fallback_writes);
-  return sys::pwritev2(f->fd, iov, iovcnt, offset, flags);
-}
-
-// A vectored call at the file position of an attached descriptor. An
-// O_APPEND write is the kernel's, which puts it at the end and says where.
-ssize_t VectorAtPosition(File* f, const iovec* iov, int iovcnt, bool write, int flags) {
-  std::lock_guard lock(f->position_mutex);
-  if (write && f->append) {
-    Count(counters.fallback_writes);
-    const ssize_t n = sys::pwritev2(f->fd, iov, iovcnt, -1, flags);
-    const int error = errno;
-    const off_t position = sys::lseek(f->fd, 0, SEEK_CUR);
-    if (position >= 0) f->position = position;
-    errno = error;
+  if (!f->append) {
+    const ssize_t n = sys::pwritev2(f->fd, iov, iovcnt, offset, flags);
+    if (n > 0) *end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(n);
     return n;
   }
-  const ssize_t n = write ? WriteVecAt(f, iov, iovcnt, f->position, flags)
+  std::lock_guard lock(f->append_mutex);  // as AppendThroughKernel
+  sys::refresh_attributes(f->fd);
+  const ssize_t n = sys::pwritev2(f->fd, iov, iovcnt, -1, flags);
+  KernelPosition(f, end);
+  return n;
+}
+
+// A vectored call at the file position of an attached descriptor.
+ssize_t VectorAtPosition(File* f, const iovec* iov, int iovcnt, bool write, int flags) {
+  std::lock_guard lock(f->position_mutex);
+  uint64_t end = 0;
+  const ssize_t n = write ? WriteVecAt(f, iov, iovcnt, f->position, flags, &end)
                           : ReadVecAt(f, iov, iovcnt, f->position);
-  if (n > 0) f->position += n;
+  if (n > 0) f->position = write && f->append ? static_cast<off_t>(end) : f->position + n;
   return n;
 }
 
@@ -404,11 +491,14 @@ int nsf_attach(int fd) {
   f->position = position < 0 ? 0 : position;
 
   // A file with no NF extents yet attaches; its data calls ask again.
-  if (connection->AskForLease(f, true) != 0 && errno != ENODATA) {
+  if (connection->AskForLease(f, true) != 0) {
     const int error = errno;
-    Drop(f, false);
-    errno = error;
-    return -1;
+    if (error != ENODATA) {
+      Drop(f, false);
+      errno = error;
+      return -1;
+    }
+    f->ask_after_first_write.store(true);
   }
   File* expected = nullptr;
   bool published;
@@ -457,17 +547,9 @@ ssize_t nsf_write(int fd, const void* buf, size_t count) {
   File* f = Find(fd);
   if (f == nullptr) return sys::write(fd, buf, count);
   std::lock_guard lock(f->position_mutex);
-  if (f->append) {  // the kernel puts it at the end, and says where that was
-    Count(counters.fallback_writes);
-    const ssize_t n = sys::write(fd, buf, count);
-    const int error = errno;
-    const off_t position = sys::lseek(fd, 0, SEEK_CUR);
-    if (position >= 0) f->position = position;
-    errno = error;
-    return n;
-  }
-  const ssize_t n = WriteAt(f, buf, count, f->position);
-  if (n > 0) f->position += n;
+  uint64_t end = 0;
+  const ssize_t n = WriteAt(f, buf, count, f->position, &end);
+  if (n > 0) f->position = f->append ? static_cast<off_t>(end) : f->position + n;
   return n;
 }
 
@@ -491,6 +573,35 @@ off_t nsf_lseek(int fd, off_t offset, int whence) {
   return position;
 }
 
+namespace {
+
+// Whether fsync(2) of f would have nothing to do (nsf_fsync).
+bool NothingToSync(File* f) {
+  if (f->mapped_writable.load(std::memory_order_relaxed)) return false;
+  f->inflight.fetch_add(1);
+  const Lease* lease = f->lease.load();
+  const bool nothing = lease != nullptr && lease->synced && lease->append &&
+                       lease->CurrentSize() <= lease->nf_prefix;
+  f->inflight.fetch_sub(1);
+  return nothing;
+}
+
+}  // namespace
+
+int nsf_fsync(int fd) {
+  File* f = Find(fd);
+  if (f != nullptr && NothingToSync(f)) return 0;
+  if (sys::fsync(fd) != 0) return Fail(errno, std::string("fsync: ") + std::strerror(errno));
+  return 0;
+}
+
+int nsf_fdatasync(int fd) {
+  File* f = Find(fd);
+  if (f != nullptr && NothingToSync(f)) return 0;
+  if (sys::fdatasync(fd) != 0) return Fail(errno, std::string("fdatasync: ") + std::strerror(errno));
+  return 0;
+}
+
 int nsf_map(int fd, off_t offset, size_t length, void** addr) {
   File* f = Find(fd);
   if (f == nullptr) return NotAttached();
@@ -501,7 +612,7 @@ int nsf_map(int fd, off_t offset, size_t length, void** addr) {
     leased = true;
     const auto off = static_cast<uint64_t>(offset);
     const nsf_extent* e = offset < 0 ? nullptr : lease->ExtentHolding(off, length);
-    if (e != nullptr && off <= lease->size && length <= lease->size - off) {
+    if (e != nullptr && off <= lease->CurrentSize() && length <= lease->CurrentSize() - off) {
       *addr = lease->mapping->base() + e->device_offset + (off - e->file_offset);
       mapped = true;
     }
@@ -526,7 +637,7 @@ int nsf_map_valid(int fd, off_t offset, size_t length) {
   const Lease* lease = f->lease.load();
   const auto off = static_cast<uint64_t>(offset);
   const bool valid = lease != nullptr && lease->ExtentHolding(off, length) != nullptr &&
-                     off <= lease->size && length <= lease->size - off;
+                     off <= lease->CurrentSize() && length <= lease->CurrentSize() - off;
   f->inflight.fetch_sub(1);
   return valid ? 1 : 0;
 }
@@ -583,7 +694,10 @@ ssize_t nsf_pwritev2(int fd, const struct iovec* iov, int iovcnt, off_t offset, 
   }
   flags &= RWF_DSYNC | RWF_SYNC;
   return offset == -1 ? VectorAtPosition(f, iov, iovcnt, true, flags)
-                      : WriteVecAt(f, iov, iovcnt, offset, flags);
+                      : [&] {
+                        uint64_t end = 0;
+                        return WriteVecAt(f, iov, iovcnt, offset, flags, &end);
+                      }();
 }
 
 int nsf_internal_attached(int fd) { return Find(fd) != nullptr ? 1 : 0; }
@@ -596,6 +710,10 @@ void nsf_internal_layout_changed(int fd) {
   f->connection->AskForLease(f, false);
   last_error = std::move(saved_message);
   errno = saved;
+}
+
+void nsf_internal_mapped_writable(int fd) {
+  if (File* f = Find(fd)) f->mapped_writable.store(true);
 }
 
 void nsf_internal_sync_position(int fd) {

@@ -73,6 +73,19 @@ ssize_t nsf_writev(int fd, const struct iovec *iov, int iovcnt);
 ssize_t nsf_preadv2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags);
 ssize_t nsf_pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags);
 
+/* As fsync(2) and fdatasync(2), but returning at once, with no system
+ * call, when they would have nothing to do: the descriptor holds the
+ * lease that appends to the file, every byte inside the size is NF (so
+ * every write was durable when it returned), and when the lease was
+ * granted nothing waited for a sync and no other descriptor of the file
+ * was open for writing (the daemon revokes the lease when one opens, and
+ * before any change fsync would have to make durable). Otherwise they are
+ * the system calls. A program that maps an attached descriptor shared and
+ * writable with mmap(2) itself (not through the shim, which sees it) must
+ * call fsync(2), not these: dirty pages of its mapping are the kernel's. */
+int nsf_fsync(int fd);
+int nsf_fdatasync(int fd);
+
 /* A pointer to [offset, offset+length) of the file inside the device
  * mapping, for a range wholly inside one leased NF extent. Stores there are
  * durable after nsf_persist covers them. The pointer is valid until the

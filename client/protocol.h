@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#define NSF_PROTOCOL_VERSION 1u
+#define NSF_PROTOCOL_VERSION 2u
 
 /* The root's read-only xattr naming the daemon's socket (its path), or
  * "off" when the mount does not allow direct access. Readable on every
@@ -73,6 +73,21 @@ struct nsf_extent {
 
 #define NSF_GRANT_MAX_EXTENTS 2048u
 
+/* GRANT flags. */
+enum nsf_grant_flags {
+  /* The lease may append: its extents run past the size, and a write that
+   * ends past the size stores the new size into the slot's `size` (after
+   * persisting the data), persists those 8 bytes, and only then returns.
+   * One lease of a file at a time has it. */
+  NSF_GRANT_APPEND = 1,
+  /* At the grant, fsync(2) of the file had nothing to do (every byte
+   * inside the size NF, nothing waiting for a sync, and the asker's
+   * descriptor the only one open for writing). While the lease lasts, and
+   * its extents cover the whole size, the client's fsync and fdatasync
+   * may return at once. Only with NSF_GRANT_APPEND. */
+  NSF_GRANT_SYNCED = 2,
+};
+
 /* Followed in the same packet by count nsf_extent records, sorted by
  * file_offset. A file with more NF extents is granted its first
  * NSF_GRANT_MAX_EXTENTS; the rest go through the FUSE path. */
@@ -83,7 +98,18 @@ struct nsf_msg_grant {
   uint64_t lease;
   uint64_t size; /* the file size the lease holds for */
   uint32_t count;
-  uint32_t reserved;
+  uint32_t flags; /* enum nsf_grant_flags */
+  /* Writable leases: the device offset of the file's nsf_size_slot. */
+  uint64_t slot;
+};
+
+/* A file's size slot, in the device mapping at GRANT.slot (32 bytes,
+ * 8-byte words in the host's byte order). */
+struct nsf_size_slot {
+  uint64_t tag;    /* the daemon's: never stored by a client */
+  uint64_t ino;    /* the daemon's */
+  uint64_t size;   /* NSF_GRANT_APPEND: the size, stored with one 8-byte store */
+  uint64_t writes; /* every writer adds 1 after each direct write; not persisted */
 };
 
 struct nsf_msg_refuse {
@@ -117,7 +143,8 @@ static_assert(sizeof(nsf_msg_hello) == 8, "wire layout");
 static_assert(sizeof(nsf_msg_welcome) == 24, "wire layout");
 static_assert(sizeof(nsf_msg_lease) == 16, "wire layout");
 static_assert(sizeof(nsf_extent) == 24, "wire layout");
-static_assert(sizeof(nsf_msg_grant) == 40, "wire layout");
+static_assert(sizeof(nsf_msg_grant) == 48, "wire layout");
+static_assert(sizeof(nsf_size_slot) == 32, "wire layout");
 static_assert(sizeof(nsf_msg_refuse) == 16, "wire layout");
 static_assert(sizeof(nsf_msg_revoke) == 16, "wire layout");
 static_assert(sizeof(nsf_msg_ack) == 16, "wire layout");

@@ -13,6 +13,7 @@
 // on first use (a benign race: every thread finds the same pointer).
 #undef _FORTIFY_SOURCE  // the wrappers must be plain definitions of these names
 #include <dlfcn.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <stdarg.h>
@@ -59,6 +60,8 @@ using Vec2Fn = ssize_t (*)(int, const struct iovec*, int, off_t, int);
 using ReadChkFn = ssize_t (*)(int, void*, size_t, size_t);
 using PreadChkFn = ssize_t (*)(int, void*, size_t, off_t, size_t);
 using FtruncateFn = int (*)(int, off_t);
+using SyncFn = int (*)(int);
+using MmapFn = void* (*)(void*, size_t, int, int, int, off_t);
 using FallocateFn = int (*)(int, int, off_t, off_t);
 using PosixFallocateFn = int (*)(int, off_t, off_t);
 
@@ -270,6 +273,31 @@ NSF_INTERPOSE int posix_fallocate(int fd, off_t off, off_t len) {
 }
 NSF_INTERPOSE int posix_fallocate64(int fd, off64_t off, off64_t len) {
   return LayoutChanged(fd, NEXT(PosixFallocateFn, posix_fallocate64)(fd, off, len));
+}
+
+// A sync with nothing to do costs no system call (nsf_fsync says when).
+NSF_INTERPOSE int fsync(int fd) {
+  if (nsf_internal_attached(fd)) return nsf_fsync(fd);
+  return NEXT(SyncFn, fsync)(fd);
+}
+NSF_INTERPOSE int fdatasync(int fd) {
+  if (nsf_internal_attached(fd)) return nsf_fdatasync(fd);
+  return NEXT(SyncFn, fdatasync)(fd);
+}
+
+// Pages of a shared writable mapping are dirtied behind the library's
+// back, and only a real fsync writes them back.
+NSF_INTERPOSE void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t off) {
+  if ((prot & PROT_WRITE) && (flags & MAP_SHARED) && nsf_internal_attached(fd)) {
+    nsf_internal_mapped_writable(fd);
+  }
+  return NEXT(MmapFn, mmap)(addr, length, prot, flags, fd, off);
+}
+NSF_INTERPOSE void* mmap64(void* addr, size_t length, int prot, int flags, int fd, off64_t off) {
+  if ((prot & PROT_WRITE) && (flags & MAP_SHARED) && nsf_internal_attached(fd)) {
+    nsf_internal_mapped_writable(fd);
+  }
+  return NEXT(MmapFn, mmap64)(addr, length, prot, flags, fd, off);
 }
 
 // A copy of an attached descriptor is attached too, starting at the

@@ -20,6 +20,7 @@
 #define NOSYNCFS_CLIENT_SYSCALLS_H
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -38,6 +39,14 @@ inline ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
 inline ssize_t read(int fd, void* buf, size_t n) { return ::syscall(SYS_read, fd, buf, n); }
 inline ssize_t write(int fd, const void* buf, size_t n) {
   return ::syscall(SYS_write, fd, buf, n);
+}
+inline int fsync(int fd) { return static_cast<int>(::syscall(SYS_fsync, fd)); }
+inline int fdatasync(int fd) { return static_cast<int>(::syscall(SYS_fdatasync, fd)); }
+// Asks the file system for fresh attributes (a FUSE getattr when the
+// kernel may not cache them).
+inline void refresh_attributes(int fd) {
+  struct stat st;
+  (void)::syscall(SYS_fstat, fd, &st);
 }
 inline off_t lseek(int fd, off_t off, int whence) {
   return ::syscall(SYS_lseek, fd, off, whence);

@@ -51,6 +51,7 @@ struct DirectServer::Lease {
   uint64_t id = 0;
   uint64_t ino = 0;
   bool writable = false;
+  bool append = false;  // NSF_GRANT_APPEND
   std::shared_ptr<Connection> conn;
   NfLayout layout;  // what was granted
   bool acked = false;  // mu_
@@ -179,6 +180,19 @@ dev_t MountDevice(const std::string& mountpoint) {
   return dev;
 }
 
+// A layout as a lease that may not append sees it: inside the size.
+NfLayout ClippedToSize(const NfLayout& whole) {
+  NfLayout clipped;
+  clipped.size = whole.size;
+  for (const NfLayout::Extent& e : whole.extents) {
+    if (e.file_offset >= whole.size) break;
+    NfLayout::Extent c = e;
+    c.length = std::min(e.length, whole.size - e.file_offset);
+    clipped.extents.push_back(c);
+  }
+  return clipped;
+}
+
 uint32_t PersistenceOf(PersistGranularity g) {
   switch (g) {
     case PersistGranularity::kCacheLine: return NSF_PERSIST_CACHE_LINE;
@@ -290,6 +304,76 @@ bool DirectServer::Leased(uint64_t ino) const {
   return leases_by_ino_.count(ino) > 0;
 }
 
+bool DirectServer::WriteLeasedLocked(uint64_t ino) const {
+  for (auto [it, end] = leases_by_ino_.equal_range(ino); it != end; ++it) {
+    if (leases_.at(it->second)->writable) return true;
+  }
+  return false;
+}
+
+bool DirectServer::WriteLeased(uint64_t ino) const {
+  if (lease_count_.load(std::memory_order_acquire) == 0 &&
+      slot_count_.load(std::memory_order_acquire) == 0) {
+    return false;
+  }
+  std::lock_guard lock(mu_);
+  return WriteLeasedLocked(ino) || slots_.count(ino) > 0;
+}
+
+DirectWrites DirectServer::TakeDirectWrites(uint64_t ino) {
+  DirectWrites w;
+  if (slot_count_.load(std::memory_order_acquire) == 0) return w;
+  std::lock_guard lock(mu_);
+  auto it = slots_.find(ino);
+  if (it == slots_.end()) return w;
+  SizeSlots& slots = vfs_->volume().size_slots();
+  w.slotted = true;
+  w.published_size = slots.PublishedSize(it->second.index);
+  const uint64_t writes = slots.WriteCount(it->second.index);
+  w.wrote = writes != it->second.seen_writes;
+  it->second.seen_writes = writes;
+  return w;
+}
+
+void DirectServer::EndAppends(uint64_t ino) {
+  std::unique_lock lock(mu_);
+  auto it = slots_.find(ino);
+  if (it == slots_.end() || it->second.appender == 0) return;
+  RevokeAndWait(std::move(lock), {it->second.appender});
+}
+
+void DirectServer::SizeFolded(uint64_t ino) {
+  std::lock_guard lock(mu_);
+  auto it = slots_.find(ino);
+  if (it == slots_.end() || WriteLeasedLocked(ino)) return;
+  const Slot slot = it->second;
+  slots_.erase(it);
+  slot_count_.fetch_sub(1, std::memory_order_release);
+  SizeSlots& slots = vfs_->volume().size_slots();
+  // A holder cut off may store into its slot still: unnamed, the slot
+  // says nothing to recovery, and no other file gets it until the holder's
+  // connection closes.
+  Status st = slot.cut_off != 0 ? slots.Retire(slot.index) : slots.Free(slot.index);
+  if (slot.cut_off != 0) retired_slots_.emplace(slot.cut_off, slot.index);
+  if (!st.ok()) spdlog::error("direct access: cannot free the size slot of inode {}: {}", ino, st.ToString());
+}
+
+DirectServer::Slot* DirectServer::SlotForLocked(uint64_t ino, uint64_t size) {
+  auto it = slots_.find(ino);
+  if (it != slots_.end()) return &it->second;
+  auto claimed = vfs_->volume().size_slots().Claim(ino, size);
+  if (!claimed.ok()) {
+    spdlog::error("direct access: cannot claim a size slot: {}", claimed.status().ToString());
+    return nullptr;
+  }
+  if (!claimed->has_value()) return nullptr;
+  Slot slot;
+  slot.index = **claimed;
+  slot.seen_writes = vfs_->volume().size_slots().WriteCount(slot.index);
+  slot_count_.fetch_add(1, std::memory_order_release);
+  return &slots_.emplace(ino, slot).first->second;
+}
+
 void DirectServer::BeforeLayoutChange(uint64_t ino, const NfLayout& after) {
   std::unique_lock lock(mu_);
   std::vector<uint64_t> broken;
@@ -358,6 +442,10 @@ void DirectServer::RevokeAndWait(std::unique_lock<std::mutex> lock,
 void DirectServer::DropLeaseLocked(uint64_t lease_id) {
   auto it = leases_.find(lease_id);
   if (it == leases_.end()) return;
+  if (it->second->append) {
+    auto slot = slots_.find(it->second->ino);
+    if (slot != slots_.end() && slot->second.appender == lease_id) slot->second.appender = 0;
+  }
   for (auto [i, end] = leases_by_ino_.equal_range(it->second->ino); i != end; ++i) {
     if (i->second == lease_id) {
       leases_by_ino_.erase(i);
@@ -375,15 +463,22 @@ void DirectServer::CutOffLocked(const std::shared_ptr<Connection>& conn) {
   cutoffs_.fetch_add(1, std::memory_order_relaxed);
   std::vector<BlockRun> runs;
   std::vector<uint64_t> ids;
+  std::vector<uint64_t> appended;  // files it may have appended to
   for (auto& [id, lease] : leases_) {
     if (lease->conn != conn) continue;
     ids.push_back(id);
     for (const NfLayout::Extent& e : lease->layout.extents) runs.push_back({e.device_block, e.blocks});
+    if (lease->append) {
+      slots_.at(lease->ino).cut_off = conn->id;
+      appended.push_back(lease->ino);
+    }
   }
   uint64_t blocks = 0;
   for (const BlockRun& r : runs) blocks += r.len;
   vfs_->volume().Quarantine(conn->id, runs);
   for (uint64_t id : ids) DropLeaseLocked(id);
+  // What it appended up to now counts; its slots go once folded.
+  for (uint64_t ino : appended) PostAfterDirectUse(conn, ino, true);
   spdlog::warn("direct access: {} blocks leased to pid {} stay quarantined until it closes its "
                "connection",
                blocks, conn->pid);
@@ -519,17 +614,19 @@ bool DirectServer::Receive(const std::shared_ptr<Connection>& conn) {
       if (size != sizeof(m)) return malformed("a bad ACK");
       std::memcpy(&m, buf, sizeof(m));
       uint64_t ino = 0;
+      bool writable = false;
       {
         std::lock_guard lock(mu_);
         auto it = leases_.find(m.lease);
         if (it == leases_.end() || it->second->conn != conn) return true;  // too late
         it->second->acked = true;
         ino = it->second->ino;
+        writable = it->second->writable;
         acked_cv_.notify_all();
       }
       // After the change the revocation was for (the worker waits for the
       // file's lock).
-      PostAfterDirectUse(conn, ino, m.wrote != 0);
+      if (writable) PostAfterDirectUse(conn, ino, m.wrote != 0);
       return true;
     }
     case NSF_MSG_RELEASE: {
@@ -537,15 +634,17 @@ bool DirectServer::Receive(const std::shared_ptr<Connection>& conn) {
       if (size != sizeof(m)) return malformed("a bad RELEASE");
       std::memcpy(&m, buf, sizeof(m));
       uint64_t ino = 0;
+      bool writable = false;
       {
         std::lock_guard lock(mu_);
         auto it = leases_.find(m.lease);
         if (it == leases_.end() || it->second->conn != conn) return true;  // already revoked
         ino = it->second->ino;
+        writable = it->second->writable;
         DropLeaseLocked(m.lease);
         acked_cv_.notify_all();
       }
-      PostAfterDirectUse(conn, ino, m.wrote != 0);
+      if (writable) PostAfterDirectUse(conn, ino, m.wrote != 0);
       return true;
     }
     default:
@@ -578,6 +677,10 @@ void DirectServer::CloseConnection(const std::shared_ptr<Connection>& conn, cons
       }
     }
     for (uint64_t id : ids) DropLeaseLocked(id);
+    for (auto [it, end] = retired_slots_.equal_range(conn->id); it != end;) {
+      vfs_->volume().size_slots().Reuse(it->second);
+      it = retired_slots_.erase(it);
+    }
     if (conn->cut_off) {
       vfs_->volume().LiftQuarantine(conn->id);
       spdlog::info("direct access: pid {} closed its connection; its quarantine is lifted",
@@ -604,9 +707,9 @@ void DirectServer::Post(std::function<void()> job) {
 
 void DirectServer::PostAfterDirectUse(const std::shared_ptr<Connection>& conn, uint64_t ino,
                                       bool wrote) {
-  if (!wrote) return;
-  Post([this, conn, ino] {
-    vfs_->NoteDirectWrites(ino, PeerModifier(conn->peer.groups, conn->pid, conn->peer.gid));
+  Post([this, conn, ino, wrote] {
+    vfs_->AfterDirectWrites(ino, PeerModifier(conn->peer.groups, conn->pid, conn->peer.gid),
+                            wrote);
   });
 }
 
@@ -644,9 +747,11 @@ void DirectServer::Grant(const LeaseRequest& r) {
         r.ino, PeerModifier(r.conn->peer.groups, r.conn->pid, r.conn->peer.gid));
     if (!st.ok()) return refuse(st.code());
   }
+  // Whatever an earlier appender published is the size this grant holds for.
+  if (writable) vfs_->CatchUpWithDirectWrites(r.ino);
   int refused = 0;
-  Status s = vfs_->GrantLayout(r.ino, [&](const NfLayout& layout) {
-    if (layout.extents.empty()) {
+  Status s = vfs_->GrantLayout(r.ino, writable, [&](const NfLayout& whole) {
+    if (whole.extents.empty()) {
       refused = ENODATA;
       return;
     }
@@ -661,19 +766,47 @@ void DirectServer::Grant(const LeaseRequest& r) {
       refused = EROFS;
       return;
     }
+    // Every writer counts its writes in the file's slot, and the first one
+    // may append (one size authority at a time).
+    Slot* slot = nullptr;
+    if (writable && (slot = SlotForLocked(r.ino, whole.size)) == nullptr) {
+      refused = ENOSPC;  // every slot taken: this file goes through FUSE
+      return;
+    }
+    const bool append = slot != nullptr && slot->appender == 0;
     auto lease = std::make_unique<Lease>();
     lease->id = next_lease_++;
     lease->ino = r.ino;
     lease->writable = writable;
+    lease->append = append;
     lease->conn = r.conn;
-    lease->layout = layout;
+    lease->layout = append ? whole : ClippedToSize(whole);
+    if (lease->layout.extents.empty()) {
+      refused = ENODATA;
+      return;
+    }
     if (lease->layout.extents.size() > NSF_GRANT_MAX_EXTENTS) {
       lease->layout.extents.resize(NSF_GRANT_MAX_EXTENTS);
     }
+    if (append) {
+      slot->appender = lease->id;
+      // Bytes an append may leave between the size and its offset must
+      // read as zeros: the tail of the size's block may hold bytes a
+      // truncate left (the rest past the size is zero-filled on allocation).
+      if (whole.tail_length > 0) {
+        Device& device = vfs_->volume().device();
+        device.Zero(whole.tail_offset, whole.tail_length);
+        (void)device.Persist(whole.tail_offset, whole.tail_length);
+      }
+    }
     const auto& ext = lease->layout.extents;
     std::vector<char> packet(sizeof(nsf_msg_grant) + ext.size() * sizeof(nsf_extent));
-    nsf_msg_grant g{NSF_MSG_GRANT, writable ? 1u : 0u, r.request, lease->id, layout.size,
-                    static_cast<uint32_t>(ext.size()), 0};
+    uint32_t flags = append ? NSF_GRANT_APPEND : 0;
+    if (append && whole.nothing_to_sync) flags |= NSF_GRANT_SYNCED;
+    const uint64_t slot_offset =
+        slot != nullptr ? vfs_->volume().size_slots().DeviceOffset(slot->index) : 0;
+    nsf_msg_grant g{NSF_MSG_GRANT, writable ? 1u : 0u, r.request, lease->id, whole.size,
+                    static_cast<uint32_t>(ext.size()), flags, slot_offset};
     std::memcpy(packet.data(), &g, sizeof(g));
     for (size_t i = 0; i < ext.size(); ++i) {
       nsf_extent e{ext[i].file_offset, ext[i].length, ext[i].device_offset};
@@ -688,6 +821,9 @@ void DirectServer::Grant(const LeaseRequest& r) {
     leases_.emplace(id, std::move(lease));
     lease_count_.fetch_add(1, std::memory_order_release);
     lock.unlock();
+    // From now on the file's attributes are not cached (WriteLeased): what
+    // the kernel holds goes before the holder can store anything.
+    if (writable) vfs_->InvalidateKernelAttrs(r.ino);
     const auto deadline =
         std::chrono::steady_clock::now() +
         std::chrono::milliseconds(lease_break_ms_.load(std::memory_order_relaxed));
@@ -716,6 +852,7 @@ std::string DirectServer::StatsText() const {
   line("direct_revocations", revocations_.load(std::memory_order_relaxed));
   line("direct_cutoffs", cutoffs_.load(std::memory_order_relaxed));
   line("direct_quarantined_blocks", vfs_->volume().quarantined_blocks());
+  line("direct_size_slots", vfs_->volume().size_slots().in_use());
   return out;
 }
 

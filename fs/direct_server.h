@@ -82,6 +82,11 @@ class DirectServer final : public LayoutLeases {
   bool Leased(uint64_t ino) const override;
   void BeforeLayoutChange(uint64_t ino, const NfLayout& after) override;
   void RevokeWriteLeases() override;
+  // A write lease, or a slot whose size is not folded yet.
+  bool WriteLeased(uint64_t ino) const override;
+  DirectWrites TakeDirectWrites(uint64_t ino) override;
+  void EndAppends(uint64_t ino) override;
+  void SizeFolded(uint64_t ino) override;
 
   // lease_break= changed by a remount: revocations from now on, and
   // clients welcomed from now on, get the new time. Thread-safe.
@@ -97,6 +102,13 @@ class DirectServer final : public LayoutLeases {
   struct Connection;
   struct Lease;
   struct LeaseRequest;
+  // A file's size slot (journal/size_slots.h), while write leases use it.
+  struct Slot {
+    uint32_t index = 0;
+    uint64_t appender = 0;     // the lease that may append, or 0
+    uint64_t seen_writes = 0;  // the slot's write count when last asked
+    uint64_t cut_off = 0;      // the appender's connection was cut off: its id
+  };
 
   DirectServer(Vfs* vfs, DirectAccessOptions options, std::string mountpoint);
   Status Listen(const std::string& uuid);
@@ -112,6 +124,11 @@ class DirectServer final : public LayoutLeases {
   // closed): if it may have written, the file's mtime and the kernel's
   // attributes follow.
   void PostAfterDirectUse(const std::shared_ptr<Connection>& conn, uint64_t ino, bool wrote);
+  // Under mu_: whether a write lease of ino is left.
+  bool WriteLeasedLocked(uint64_t ino) const;
+  // Under mu_ (in the grant): the slot of ino, claimed if it has none;
+  // nullptr when every slot is taken.
+  Slot* SlotForLocked(uint64_t ino, uint64_t size);
   void Grant(const LeaseRequest& request);
   // Reads the peer's credentials; whether direct= lets it in.
   bool PeerAllowed(int fd, Peer* peer) const;
@@ -140,6 +157,9 @@ class DirectServer final : public LayoutLeases {
   std::map<uint64_t, std::unique_ptr<Lease>> leases_;       // by id; mu_
   std::multimap<uint64_t, uint64_t> leases_by_ino_;         // ino -> id; mu_
   std::atomic<size_t> lease_count_{0};
+  std::map<uint64_t, Slot> slots_;                  // by ino; mu_
+  std::atomic<size_t> slot_count_{0};
+  std::multimap<uint64_t, uint32_t> retired_slots_; // connection id -> slot; mu_
   uint64_t next_lease_ = 1;       // mu_
   uint64_t next_connection_ = 1;  // reader only
 

@@ -116,19 +116,19 @@ void ReplyError(fuse_req_t req, const Status& st) {
   fuse_reply_err(req, st.code());
 }
 
-fuse_entry_param EntryParam(const Entry& e) {
+fuse_entry_param EntryParam(fuse_req_t req, const Entry& e) {
   fuse_entry_param p{};
   p.ino = e.ino;
   p.generation = 1;
   p.attr = e.attr;
-  p.attr_timeout = kCacheTimeout;
+  p.attr_timeout = VfsOf(req)->AttrTimeout(e.ino, kCacheTimeout);
   p.entry_timeout = S_ISDIR(e.attr.st_mode) ? kDirEntryTimeout : kFileEntryTimeout;
   return p;
 }
 
 void ReplyEntry(fuse_req_t req, const Result<Entry>& r) {
   if (!r.ok()) return ReplyError(req, r.status());
-  fuse_entry_param p = EntryParam(*r);
+  fuse_entry_param p = EntryParam(req, *r);
   fuse_reply_entry(req, &p);
 }
 
@@ -185,7 +185,7 @@ void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   auto r = VfsOf(req)->Getattr(ino);
   if (!r.ok()) return ReplyError(req, r.status());
-  fuse_reply_attr(req, &*r, kCacheTimeout);
+  fuse_reply_attr(req, &*r, VfsOf(req)->AttrTimeout(ino, kCacheTimeout));
 }
 
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
@@ -213,7 +213,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   s.who = &who;
   auto r = VfsOf(req)->Setattr(ino, s);
   if (!r.ok()) return ReplyError(req, r.status());
-  fuse_reply_attr(req, &*r, kCacheTimeout);
+  fuse_reply_attr(req, &*r, VfsOf(req)->AttrTimeout(ino, kCacheTimeout));
 }
 
 void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
@@ -282,6 +282,14 @@ void ReplyOpenFlags(fuse_file_info* fi) {
   fi->fh = static_cast<uint64_t>(fi->flags & O_ACCMODE);
 }
 
+// fh holds the access mode (ReplyOpenFlags).
+bool OpenForWriting(const fuse_file_info* fi) { return fi->fh != O_RDONLY; }
+
+void ReleaseFile(fuse_req_t req, fuse_ino_t ino, const fuse_file_info* fi) {
+  if (OpenForWriting(fi)) VfsOf(req)->WriterClosed(ino);
+  VfsOf(req)->Release(ino);
+}
+
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   std::optional<Vfs::ChangeTicket> ticket;
   if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
@@ -291,7 +299,8 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Status st = VfsOf(req)->Open(ino, fi->flags & O_TRUNC, KernelFlagged(req));
   if (!st.ok()) return ReplyError(req, st);
   ReplyOpenFlags(fi);
-  if (fuse_reply_open(req, fi) != 0) VfsOf(req)->Release(ino);
+  if (OpenForWriting(fi)) VfsOf(req)->WriterOpened(ino);
+  if (fuse_reply_open(req, fi) != 0) ReleaseFile(req, ino, fi);
 }
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -303,9 +312,10 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                : VfsOf(req)->Create(parent, name, mode, fi->flags & O_EXCL, fi->flags & O_TRUNC,
                                     CallerOf(req), KernelFlagged(req));
   if (!r.ok()) return ReplyError(req, r.status());
-  fuse_entry_param p = EntryParam(*r);
+  fuse_entry_param p = EntryParam(req, *r);
   ReplyOpenFlags(fi);
-  if (fuse_reply_create(req, &p, fi) != 0) VfsOf(req)->Release(r->ino);
+  if (OpenForWriting(fi)) VfsOf(req)->WriterOpened(r->ino);
+  if (fuse_reply_create(req, &p, fi) != 0) ReleaseFile(req, r->ino, fi);
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
@@ -325,8 +335,8 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
   fuse_reply_write(req, *r);
 }
 
-void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  VfsOf(req)->Release(ino);
+void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  ReleaseFile(req, ino, fi);
   fuse_reply_err(req, 0);
 }
 
@@ -369,7 +379,7 @@ void ReaddirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
         std::string n(name);
         size_t need;
         if (plus) {
-          fuse_entry_param p = EntryParam(Entry{static_cast<uint64_t>(attr.st_ino), attr});
+          fuse_entry_param p = EntryParam(req, Entry{static_cast<uint64_t>(attr.st_ino), attr});
           need = fuse_add_direntry_plus(req, buf.data() + used, size - used, n.c_str(), &p,
                                         static_cast<off_t>(next));
         } else {

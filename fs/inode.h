@@ -93,6 +93,7 @@ struct Inode {
   // ---- changed with mu held (either mode), so atomic; read anywhere ----
   std::atomic<uint64_t> nlookup{0};  // the kernel's references
   std::atomic<uint32_t> open_count{0};
+  std::atomic<uint32_t> write_opens{0};  // of open_count, those open for writing
 
   // Readers (mu shared) update rec.atime, atime_dirty and dentries under
   // lazy_mu; a holder of mu in exclusive mode needs no lazy_mu.

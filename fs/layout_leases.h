@@ -27,6 +27,23 @@ struct NfLayout {
   };
   uint64_t size = 0;
   std::vector<Extent> extents;  // sorted by file_offset, not overlapping
+  // Asked for with past_eof (GrantLayout): the extents above are whole,
+  // past the size too, for a lease that may append.
+  bool past_eof = false;
+  // The part of the size's block past the size, when that block is NF
+  // (device bytes; zeroed before an appender may write past the size).
+  uint64_t tail_offset = 0, tail_length = 0;
+  // fsync(2) would have nothing to do now: every byte inside the size is
+  // NF, no data or attribute waits for a sync, and exactly one descriptor
+  // of the file is open for writing (the asker's).
+  bool nothing_to_sync = false;
+};
+
+// What direct writers did to a file since the Vfs last asked.
+struct DirectWrites {
+  bool slotted = false;         // the file has a size slot (a write lease)
+  uint64_t published_size = 0;  // the size its appender published
+  bool wrote = false;           // a direct write happened since the last ask
 };
 
 class LayoutLeases {
@@ -41,6 +58,20 @@ class LayoutLeases {
   // (waited for as BeforeLayoutChange does), and none is granted until
   // the Vfs is read-write again.
   virtual void RevokeWriteLeases() = 0;
+
+  // Whether `ino` has a write lease now: its attributes may change with no
+  // request, so the kernel must not cache them.
+  virtual bool WriteLeased(uint64_t ino) const = 0;
+  // The size the file's appender published and whether direct writes
+  // happened since the last call (which then clears that).
+  virtual DirectWrites TakeDirectWrites(uint64_t ino) = 0;
+  // Revokes the lease that may append to `ino`, if any, and waits as
+  // BeforeLayoutChange does: from then on only the Vfs changes the size.
+  // Called with the file's exclusive lock held.
+  virtual void EndAppends(uint64_t ino) = 0;
+  // The Vfs made the published size durable in the store: the slot goes,
+  // unless a write lease of `ino` still uses it. Exclusive lock held.
+  virtual void SizeFolded(uint64_t ino) = 0;
 };
 
 }  // namespace nosyncfs

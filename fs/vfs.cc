@@ -129,6 +129,7 @@ Status Vfs::RemountReadOnly() {
   // A write lease's holder stores in place without a request: it must be
   // done before the last flush.
   if (leases_ != nullptr) leases_->RevokeWriteLeases();
+  AbsorbAllSizeSlots();
   Status st = FlushAll();
   if (st.ok()) st = volume_->Sync();
   if (st.ok()) st = volume_->Checkpoint();
@@ -209,6 +210,9 @@ Status Vfs::Init(Progress* progress) {
 Status Vfs::Shutdown() {
   std::lock_guard shutdown_lock(shutdown_mu_);
   if (shut_down_) return Status::Ok();
+  // Sizes appenders published but nobody asked for: the store gets them
+  // now, so that a read-only open finds nothing to fold.
+  if (!read_only()) AbsorbAllSizeSlots();
   Status first = FlushAll();
   auto note = [&](Status st) {
     if (!st.ok() && first.ok()) first = st;

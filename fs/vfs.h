@@ -303,13 +303,28 @@ class Vfs {
   // Calls grant(layout) with ino's NF layout, under the file's shared lock,
   // so a lease registered by grant is seen by the next layout change.
   // ENOENT (removed), EINVAL (not a regular file).
-  Status GrantLayout(uint64_t ino, const std::function<void(const NfLayout&)>& grant);
+  // past_eof: for a lease that may append (NfLayout::past_eof).
+  Status GrantLayout(uint64_t ino, bool past_eof,
+                     const std::function<void(const NfLayout&)>& grant);
   // A write lease on ino is about to be granted to `who`: its set-ID
   // bits go now, as for a write of its (KillSetIdOnModify), committed.
   Status BeforeDirectWrites(uint64_t ino, const Modifier& who);
-  // `who` wrote through a lease of ino: mtime and ctime become now, and
-  // set-ID bits go again (a chmod may have come during the lease).
-  void NoteDirectWrites(uint64_t ino, const Modifier& who);
+  // A write lease of `who` on ino ended (wrote: it wrote through it): the
+  // size its appends published becomes durable in the store (its slot can
+  // go), mtime and ctime become now, and set-ID bits go again (a chmod may
+  // have come during the lease).
+  void AfterDirectWrites(uint64_t ino, const Modifier& who, bool wrote);
+  // Takes in what direct writers did to ino so far: the size an appender
+  // published (durable in its slot), and new timestamps if they wrote.
+  void CatchUpWithDirectWrites(uint64_t ino);
+  // How long the kernel may cache ino's attributes: not at all while a
+  // write lease lets a client change its data and size with no request.
+  double AttrTimeout(uint64_t ino, double usual) const;
+  // A descriptor of ino open for writing came (opened) or went (released):
+  // a lease that skips fsync must end before another writer can dirty
+  // anything (NfLayout::nothing_to_sync).
+  void WriterOpened(uint64_t ino);
+  void WriterClosed(uint64_t ino);
 
   // `fn(ino)` drops the kernel's cached attributes of ino (never its
   // pages: see main.cc); called after changes the kernel did not make
@@ -411,9 +426,18 @@ class Vfs {
   Status CommitWith(Transaction&& txn, std::initializer_list<Inode*> touched,
                     const std::function<Result<uint64_t>(Transaction&&)>& commit);
   // The device ranges of the mapped bytes of [off, end), to zero in place.
-  NfLayout NfLayoutLocked(const Inode& inode) const;
+  NfLayout NfLayoutLocked(const Inode& inode, bool past_eof = false) const;
   // Shows the leases every layout change of txn (Transaction::layout_changed).
   void CheckLeases(const Transaction& txn, std::initializer_list<Inode*> touched);
+  // CatchUpWithDirectWrites with the exclusive lock held; true if it
+  // changed the record.
+  bool AbsorbDirectWritesLocked(Inode* inode);
+  // Exclusive lock held, before a change that depends on the size: the
+  // appender's lease ends, and what it published is committed durably.
+  Status SettleDirectWritesLocked(Inode* inode);
+  // Every size a slot holds, into its cached inode (committed by the next
+  // flush): before a remount read-only or the shutdown.
+  void AbsorbAllSizeSlots();
   void AddZeroWork(const Inode* inode, uint64_t off, uint64_t end, InPlaceWork* work) const;
   // The inode has something to persist or commit later.
   void MarkDirty(Inode* inode);

@@ -10,6 +10,7 @@ using namespace vfs_internal;
 
 Result<struct stat> Vfs::Getattr(uint64_t ino) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
+  CatchUpWithDirectWrites(ino);
   std::shared_lock lock(inode->mu);
   return StatOf(inode.get());
 }
@@ -56,6 +57,7 @@ Result<struct stat> Vfs::Setattr(uint64_t ino, const SetattrRequest& req) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
   std::unique_lock lock(inode->mu);
   NSF_RETURN_IF_ERROR(CheckAlive(*inode));
+  NSF_RETURN_IF_ERROR(SettleDirectWritesLocked(inode.get()));
   InodeRecord& r = inode->rec;
   const InodeRecord before = r;
   Timespec now = Now();

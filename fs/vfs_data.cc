@@ -47,6 +47,7 @@ Status Vfs::Open(uint64_t ino, bool truncate, const Modifier& who) {
 }
 
 Status Vfs::OpenTruncateLocked(Inode* inode, const Modifier& who) {
+  NSF_RETURN_IF_ERROR(SettleDirectWritesLocked(inode));
   Transaction txn;
   bool durable = false;
   NSF_RETURN_IF_ERROR(TruncateLocked(inode, 0, &txn, &durable));
@@ -73,6 +74,7 @@ void Vfs::Release(uint64_t ino) {
 void Vfs::GiveBackPreallocation(Inode* inode) {
   std::unique_lock lock(inode->mu);
   if (inode->destroyed || inode->open_count.load() != 0 || read_only()) return;
+  if (!SettleDirectWritesLocked(inode).ok()) return;
   // The blocks wholly past EOF, as ext4 gives back its preallocations at
   // the last close. Not durable: after a crash they are still the file's,
   // which is as harmless as any preallocation.
@@ -97,6 +99,7 @@ void Vfs::GiveBackPreallocation(Inode* inode) {
 Status Vfs::Read(uint64_t ino, uint64_t off, size_t size, const ReadSink& sink) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
   if (inode->is_dir()) return Status::Error(EISDIR, "is a directory");
+  CatchUpWithDirectWrites(ino);
   // Shared, and held until the sink has copied: no truncate or punch can
   // free a block under the copy, and reads of one file run in parallel.
   std::shared_lock lock(inode->mu);
@@ -204,6 +207,10 @@ Result<size_t> Vfs::Write(uint64_t ino, uint64_t off, const char* data, size_t s
   {
     std::unique_lock lock(inode->mu);
     NSF_RETURN_IF_ERROR(CheckAlive(*inode));
+    // A write past what an appender published would race its appends for
+    // the size: its lease ends first. One inside it only overwrites.
+    AbsorbDirectWritesLocked(inode.get());
+    if (off + size > inode->rec.size) NSF_RETURN_IF_ERROR(SettleDirectWritesLocked(inode.get()));
     wrote = WriteLocked(inode.get(), off, data, size);
     if (wrote.ok() && *wrote > 0 && KillSetIdOnModify(inode.get(), who)) {
       NSF_RETURN_IF_ERROR(Commit(Transaction{}, {inode.get()}, false));

@@ -100,6 +100,8 @@ Result<size_t> Vfs::CopyFileRange(uint64_t ino_in, uint64_t off_in, uint64_t ino
     locks.Add(out.get());
     locks.Lock();
     NSF_RETURN_IF_ERROR(CheckAlive(*out));
+    AbsorbDirectWritesLocked(in.get());
+    NSF_RETURN_IF_ERROR(SettleDirectWritesLocked(out.get()));
     if (off_in >= in->rec.size) return size_t{0};
     if (off_out >= kMaxFileSize) return Status::Error(EFBIG, "file too large");
     len = std::min<uint64_t>({len, in->rec.size - off_in, kMaxFileSize - off_out});

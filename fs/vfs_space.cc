@@ -22,6 +22,7 @@ Status Vfs::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, const 
   {
     std::unique_lock lock(inode->mu);
     NSF_RETURN_IF_ERROR(CheckAlive(*inode));
+    NSF_RETURN_IF_ERROR(SettleDirectWritesLocked(inode.get()));
     // As file_modified() does before any change: the commit of the
     // operation carries the new mode.
     killed = KillSetIdOnModify(inode.get(), who);
@@ -185,6 +186,7 @@ Status Vfs::ShiftRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool inse
 
 Result<uint64_t> Vfs::Lseek(uint64_t ino, uint64_t off, int whence) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
+  CatchUpWithDirectWrites(ino);
   std::shared_lock lock(inode->mu);
   uint64_t size = inode->rec.size;
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return Status::Error(EINVAL, "bad whence");

@@ -29,6 +29,8 @@ Status Vfs::Setxattr(uint64_t ino, std::string_view name, std::string_view value
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
   std::unique_lock lock(inode->mu);
   NSF_RETURN_IF_ERROR(CheckAlive(*inode));
+  // fsync(2) would make the change durable: no lease may skip it now.
+  NSF_RETURN_IF_ERROR(SettleDirectWritesLocked(inode.get()));
   if (IsNosyncXattr(name)) {
     if (name != "user.nosync") return Status::Error(EPERM, "user.nosync.extents is read-only");
     return SetNosyncLocked(inode.get(), value, flags);
@@ -77,6 +79,8 @@ Status Vfs::Removexattr(uint64_t ino, std::string_view name) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
   std::unique_lock lock(inode->mu);
   NSF_RETURN_IF_ERROR(CheckAlive(*inode));
+  // fsync(2) would make the change durable: no lease may skip it now.
+  NSF_RETURN_IF_ERROR(SettleDirectWritesLocked(inode.get()));
   if (IsNosyncXattr(name)) {
     if (name != "user.nosync") return Status::Error(EPERM, "user.nosync.extents is read-only");
     return ClearNosyncLocked(inode.get());

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <cstring>
 #include <cstdint>
 #include <string>
 
@@ -21,6 +22,13 @@ struct Superblock {
   uint32_t version = kVersion;
   uint32_t block_size = 4096;
   std::array<uint8_t, 16> uuid{};
+  // The uuid's first 8 bytes as a native integer: ties log records and
+  // size slots to this format (an earlier file system's never match).
+  uint64_t LogSalt() const {
+    uint64_t salt;
+    std::memcpy(&salt, uuid.data(), sizeof(salt));
+    return salt;
+  }
   uint64_t device_size = 0;
   uint64_t log_offset = 0;   // bytes
   uint64_t log_length = 0;   // bytes

@@ -99,9 +99,7 @@ Result<Superblock> Volume::Format(const std::string& device_path, const FormatOp
   Log log(device.get(), sb.log_offset, sb.log_length);
   // The salt ties log records to this format: records a previous file
   // system left on the device can never pass the CRC check.
-  uint64_t salt;
-  std::memcpy(&salt, sb.uuid.data(), sizeof(salt));
-  NSF_RETURN_IF_ERROR(log.Format(/*start_seq=*/1, salt));
+  NSF_RETURN_IF_ERROR(log.Format(/*start_seq=*/1, sb.LogSalt()));
 
   std::string block = sb.Encode();
   device->Write(0, block.data(), block.size());
@@ -149,6 +147,7 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
                                     device_path + ", uuid " + v->sb_.UuidString() + ")");
   }
   v->log_ = std::make_unique<Log>(v->device_.get(), v->sb_.log_offset, v->sb_.log_length);
+  v->size_slots_ = std::make_unique<SizeSlots>(v->device_.get(), v->sb_.log_offset, v->sb_.LogSalt());
   if (options.read_only) {
     // Exactly the state a recovery would start from, and nothing for it to
     // do: otherwise the open fails before anything else is read.
@@ -164,6 +163,7 @@ Result<std::unique_ptr<Volume>> Volume::Open(const std::string& device_path,
   NSF_RETURN_IF_ERROR(v->LoadCounters());
   v->durable_seq_.store(v->log_->durable_seq());
   NSF_RETURN_IF_ERROR(v->FinishIntents());
+  NSF_RETURN_IF_ERROR(v->FoldSizeSlots());
   v->open_complete_ = true;
   return v;
 }
@@ -213,6 +213,10 @@ Status Volume::CheckNothingToRecover(const std::string& device_path, bool tolera
       pending.push_back(Counted(orphans, "orphan inode", "orphan inodes") + " to free");
     }
     if (applied.legacy) pending.push_back("an upgrade of its inode counters");
+    NSF_ASSIGN_OR_RETURN(uint64_t unfolded, CountUnfoldedSizes());
+    if (unfolded > 0) {
+      pending.push_back(Counted(unfolded, "appended size", "appended sizes") + " to fold in");
+    }
   }
   if (pending.empty()) return Status::Ok();
   std::string what;
@@ -296,6 +300,49 @@ Status Volume::FinishIntents() {
   NSF_RETURN_IF_ERROR(Commit(std::move(retire), /*durable=*/true).status());
   spdlog::info("recovery: finished {} interrupted in-place operations", intents.size());
   return Status::Ok();
+}
+
+namespace {
+
+// The inode record a slot names, if it is a regular file whose record says
+// less than the slot.
+Result<std::optional<InodeRecord>> RecordToGrow(MetaStore& store, const SizeSlots::Recorded& r) {
+  NSF_ASSIGN_OR_RETURN(auto value, store.Get(keys::Inode(r.ino)));
+  if (!value) return std::optional<InodeRecord>();  // removed since: nothing to grow
+  NSF_ASSIGN_OR_RETURN(InodeRecord rec, InodeRecord::Decode(r.ino, *value));
+  if ((rec.mode & S_IFMT) != S_IFREG || r.size <= rec.size) return std::optional<InodeRecord>();
+  return std::optional<InodeRecord>(rec);
+}
+
+}  // namespace
+
+Status Volume::FoldSizeSlots() {
+  const std::vector<SizeSlots::Recorded> named = size_slots_->Valid();
+  if (named.empty()) return Status::Ok();
+  Transaction txn;
+  uint64_t grown = 0;
+  for (const SizeSlots::Recorded& r : named) {
+    NSF_ASSIGN_OR_RETURN(auto rec, RecordToGrow(*store_, r));
+    if (!rec) continue;
+    // The appender persisted its data before the size, in blocks the file
+    // held when its lease was granted: the size covers written bytes only.
+    rec->size = std::min<uint64_t>(r.size, INT64_MAX);
+    txn.PutInode(*rec);
+    ++grown;
+  }
+  if (grown > 0) NSF_RETURN_IF_ERROR(Commit(std::move(txn), /*durable=*/true).status());
+  NSF_RETURN_IF_ERROR(size_slots_->ClearAll());
+  if (grown > 0) spdlog::info("recovery: {} files took the sizes their appenders published", grown);
+  return Status::Ok();
+}
+
+Result<uint64_t> Volume::CountUnfoldedSizes() {
+  uint64_t n = 0;
+  for (const SizeSlots::Recorded& r : size_slots_->Valid()) {
+    NSF_ASSIGN_OR_RETURN(auto rec, RecordToGrow(*store_, r));
+    n += rec.has_value();
+  }
+  return n;
 }
 
 Result<AppliedRecord> Volume::ReadApplied() {

@@ -30,10 +30,12 @@
 #include "base/status.h"
 #include "extent/allocator.h"
 #include "extent/device.h"
+#include "journal/size_slots.h"
 #include "extent/refcount_map.h"
 #include "journal/in_place_work.h"
 #include "journal/log.h"
 #include "journal/meta_store.h"
+#include "journal/size_slots.h"
 #include "journal/superblock.h"
 #include "journal/transaction.h"
 
@@ -104,6 +106,8 @@ class Volume {
   ~Volume();
 
   Device& device() { return *device_; }
+  // The slots direct appenders publish sizes in (journal/size_slots.h).
+  SizeSlots& size_slots() { return *size_slots_; }
   const Device& device() const { return *device_; }
   const Superblock& superblock() const { return sb_; }
   MetaStore& store() { return *store_; }
@@ -223,6 +227,11 @@ class Volume {
   std::vector<BlockRun> CountReferences(Transaction* txn, uint64_t seq);
   // Does the work of every intent left by a crash, then retires them.
   Status FinishIntents();
+  // Folds the size every named slot holds into its inode (a larger size
+  // only), durably, then clears the table.
+  Status FoldSizeSlots();
+  // The slots that say more than their inode's record: recovery to do.
+  Result<uint64_t> CountUnfoldedSizes();
   // EUCLEAN unless every range lies in the data area.
   Status CheckWork(const InPlaceWork& work) const;
   Status DoWork(const InPlaceWork& work);
@@ -238,6 +247,7 @@ class Volume {
   std::string meta_dir_;
   std::unique_ptr<MetaStore> store_;
   std::unique_ptr<Log> log_;
+  std::unique_ptr<SizeSlots> size_slots_;
   std::unique_ptr<Allocator> allocator_;
   RefcountMap refs_;  // mu_
   // !refs_.empty(), readable without mu_: most volumes share nothing, and

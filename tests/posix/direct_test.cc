@@ -354,10 +354,11 @@ TEST_CASE("direct: a holder that does not acknowledge is cut off, its blocks qua
   holder.Stop();
   const uint64_t free_before = MustStatvfs(v.mountpoint()).f_bfree;
   {
-    Fd fd = MustOpen(f, O_RDWR);
+    // The open for writing ends the holder's appending lease (a second
+    // writer), or else the punch does: either waits out the lease break.
     const auto t0 = std::chrono::steady_clock::now();
+    Fd fd = MustOpen(f, O_RDWR);
     REQUIRE(fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 256 * 1024) == 0);
-    // The punch waited out the lease-break time.
     CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(900));
   }
   CHECK(Stat(v, "direct_cutoffs") == 1);
