@@ -741,7 +741,7 @@ void DirectServer::Grant(const LeaseRequest& r) {
   const bool writable = (r.open_flags & O_ACCMODE) != O_RDONLY;
   // A writer changes the file with no request of the kernel's: its set-ID
   // bits go now, before it can store anything, as for a write(2) of its.
-  // (NoteDirectWrites clears them again after, should a chmod come between.)
+  // (AfterDirectWrites clears them again after, should a chmod come between.)
   if (writable) {
     Status st = vfs_->BeforeDirectWrites(
         r.ino, PeerModifier(r.conn->peer.groups, r.conn->pid, r.conn->peer.gid));

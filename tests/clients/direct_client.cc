@@ -21,6 +21,11 @@
 //                             the lease), a few nsf_pwrite, nsf_close; prints
 //                             "started" once, and ignores every error (the
 //                             daemon may be killed under it at any moment)
+//   append FILE COUNT SIZE    opens FILE O_WRONLY|O_APPEND with nsf_open and
+//                             appends record i (Record(i, SIZE)) for i < COUNT
+//                             with nsf_write, each followed by nsf_fdatasync,
+//                             printing "ack I direct|fallback" after each,
+//                             then "done" and waits to be killed
 //   fuse FILE SEED            the same file through plain FUSE, forever:
 //                             open, pread, pwrite, fstat, fsync, close
 //
@@ -60,6 +65,25 @@ void Say(const std::string& line) {
 
 [[noreturn]] void WaitForever() {
   for (;;) pause();
+}
+
+int Append(const char* path, uint64_t count, uint64_t size) {
+  int fd = nsf_open(path, O_WRONLY | O_APPEND);
+  if (fd < 0) return Fail("nsf_open");
+  for (uint64_t i = 0; i < count; ++i) {
+    std::string rec = nosyncfs::test::Record(i, size);
+    nsf_counters before{}, after{};
+    nsf_get_counters(&before);
+    if (nsf_write(fd, rec.data(), rec.size()) != static_cast<ssize_t>(size)) {
+      return Fail("nsf_write");
+    }
+    nsf_get_counters(&after);
+    if (nsf_fdatasync(fd) != 0) return Fail("nsf_fdatasync");
+    Say("ack " + std::to_string(i) +
+        (after.direct_writes > before.direct_writes ? " direct" : " fallback"));
+  }
+  Say("done");
+  WaitForever();
 }
 
 int Records(const char* path, uint64_t count, uint64_t size) {
@@ -187,6 +211,7 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   auto num = [&](int i) { return std::strtoull(argv[i], nullptr, 0); };
   if (mode == "records" && argc == 5) return Records(argv[2], num(3), num(4));
+  if (mode == "append" && argc == 5) return Append(argv[2], num(3), num(4));
   if (mode == "map" && argc == 6) return Map(argv[2], num(3), num(4), std::string(argv[5]) == "persist");
   if (mode == "hold" && argc == 3) return Hold(argv[2], false);
   if (mode == "hold-closed" && argc == 3) return Hold(argv[2], true);
