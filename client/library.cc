@@ -275,11 +275,15 @@ ssize_t WriteAt(File* f, const void* buf, size_t count, off_t offset, uint64_t* 
     Count(counters.direct_writes);
     return static_cast<ssize_t>(count);
   }
-  AskAgainIfDue(f, /*after_write=*/true);
   Count(counters.fallback_writes);
-  if (f->append) return AppendThroughKernel(f, buf, count, end);
-  const ssize_t n = sys::pwrite(f->fd, buf, count, offset);
-  if (n > 0) *end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(n);
+  ssize_t n;
+  if (f->append) {
+    n = AppendThroughKernel(f, buf, count, end);
+  } else if ((n = sys::pwrite(f->fd, buf, count, offset)) > 0) {
+    *end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(n);
+  }
+  // After the write: under a policy, it is what gives the file its extents.
+  AskAgainIfDue(f, /*after_write=*/true);
   return n;
 }
 
@@ -374,17 +378,18 @@ ssize_t WriteVecAt(File* f, const iovec* iov, int iovcnt, off_t offset, int flag
       return total;
     }
   }
-  AskAgainIfDue(f, true);
   Count(counters.fallback_writes);
+  ssize_t n;
   if (!f->append) {
-    const ssize_t n = sys::pwritev2(f->fd, iov, iovcnt, offset, flags);
+    n = sys::pwritev2(f->fd, iov, iovcnt, offset, flags);
     if (n > 0) *end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(n);
-    return n;
+  } else {
+    std::lock_guard lock(f->append_mutex);  // as AppendThroughKernel
+    sys::refresh_attributes(f->fd);
+    n = sys::pwritev2(f->fd, iov, iovcnt, -1, flags);
+    KernelPosition(f, end);
   }
-  std::lock_guard lock(f->append_mutex);  // as AppendThroughKernel
-  sys::refresh_attributes(f->fd);
-  const ssize_t n = sys::pwritev2(f->fd, iov, iovcnt, -1, flags);
-  KernelPosition(f, end);
+  AskAgainIfDue(f, true);  // after the write, as WriteAt does
   return n;
 }
 
