@@ -260,10 +260,10 @@ void KernelPosition(File* f, uint64_t* end) {
 // stat brings up to what an appender published (the daemon does not let
 // the kernel cache the attributes of a file with a write lease). Under
 // the append lock, so no direct append of this file slips in between.
-ssize_t AppendThroughKernel(File* f, const void* buf, size_t count, uint64_t* end) {
+ssize_t AppendThroughKernel(File* f, const iovec* iov, int iovcnt, int flags, uint64_t* end) {
   std::lock_guard lock(f->append_mutex);
   sys::refresh_attributes(f->fd);
-  const ssize_t n = sys::write(f->fd, buf, count);
+  const ssize_t n = sys::pwritev2(f->fd, iov, iovcnt, -1, flags);
   KernelPosition(f, end);
   return n;
 }
@@ -278,7 +278,8 @@ ssize_t WriteAt(File* f, const void* buf, size_t count, off_t offset, uint64_t* 
   Count(counters.fallback_writes);
   ssize_t n;
   if (f->append) {
-    n = AppendThroughKernel(f, buf, count, end);
+    iovec one{const_cast<void*>(buf), count};
+    n = AppendThroughKernel(f, &one, 1, 0, end);
   } else if ((n = sys::pwrite(f->fd, buf, count, offset)) > 0) {
     *end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(n);
   }
@@ -309,6 +310,14 @@ ssize_t VectorBytes(const iovec* iov, int iovcnt) {
   return static_cast<ssize_t>(total);
 }
 
+// Copies the vector's buffers, one after the other, to dst.
+void Gather(const iovec* iov, int iovcnt, char* dst) {
+  for (int i = 0; i < iovcnt; ++i) {
+    std::memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+    dst += iov[i].iov_len;
+  }
+}
+
 // One vector at `offset` through f: `at(buf, count, offset)` is ReadAt or
 // WriteAt. Small vectors through a bounce buffer (gathered before a write,
 // scattered after a read); larger ones buffer by buffer, stopping at the
@@ -319,13 +328,7 @@ ssize_t VectorAt(File* f, const iovec* iov, int iovcnt, off_t offset, bool write
   if (total < 0) return -1;
   if (static_cast<size_t>(total) <= kBounce) {
     thread_local char bounce[kBounce];
-    if (write) {
-      size_t pos = 0;
-      for (int i = 0; i < iovcnt; ++i) {
-        std::memcpy(bounce + pos, iov[i].iov_base, iov[i].iov_len);
-        pos += iov[i].iov_len;
-      }
-    }
+    if (write) Gather(iov, iovcnt, bounce);
     const ssize_t n = at(f, bounce, static_cast<size_t>(total), offset);
     if (!write && n > 0) {
       size_t pos = 0;
@@ -368,11 +371,7 @@ ssize_t WriteVecAt(File* f, const iovec* iov, int iovcnt, off_t offset, int flag
   if (total < 0) return -1;
   if (static_cast<size_t>(total) <= kBounce && f->can_write) {
     thread_local char bounce[kBounce];
-    size_t pos = 0;
-    for (int i = 0; i < iovcnt; ++i) {
-      std::memcpy(bounce + pos, iov[i].iov_base, iov[i].iov_len);
-      pos += iov[i].iov_len;
-    }
+    Gather(iov, iovcnt, bounce);
     if (WriteDirect(f, bounce, static_cast<size_t>(total), f->append ? -1 : offset, end)) {
       Count(counters.direct_writes);
       return total;
@@ -384,10 +383,7 @@ ssize_t WriteVecAt(File* f, const iovec* iov, int iovcnt, off_t offset, int flag
     n = sys::pwritev2(f->fd, iov, iovcnt, offset, flags);
     if (n > 0) *end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(n);
   } else {
-    std::lock_guard lock(f->append_mutex);  // as AppendThroughKernel
-    sys::refresh_attributes(f->fd);
-    n = sys::pwritev2(f->fd, iov, iovcnt, -1, flags);
-    KernelPosition(f, end);
+    n = AppendThroughKernel(f, iov, iovcnt, flags, end);
   }
   AskAgainIfDue(f, true);  // after the write, as WriteAt does
   return n;

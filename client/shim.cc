@@ -287,16 +287,20 @@ NSF_INTERPOSE int fdatasync(int fd) {
 
 // Pages of a shared writable mapping are dirtied behind the library's
 // back, and only a real fsync writes them back.
-NSF_INTERPOSE void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t off) {
+namespace {
+void NoteMapping(int prot, int flags, int fd) {
   if ((prot & PROT_WRITE) && (flags & MAP_SHARED) && nsf_internal_attached(fd)) {
     nsf_internal_mapped_writable(fd);
   }
+}
+}  // namespace
+
+NSF_INTERPOSE void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t off) {
+  NoteMapping(prot, flags, fd);
   return NEXT(MmapFn, mmap)(addr, length, prot, flags, fd, off);
 }
 NSF_INTERPOSE void* mmap64(void* addr, size_t length, int prot, int flags, int fd, off64_t off) {
-  if ((prot & PROT_WRITE) && (flags & MAP_SHARED) && nsf_internal_attached(fd)) {
-    nsf_internal_mapped_writable(fd);
-  }
+  NoteMapping(prot, flags, fd);
   return NEXT(MmapFn, mmap64)(addr, length, prot, flags, fd, off);
 }
 

@@ -312,12 +312,10 @@ bool DirectServer::WriteLeasedLocked(uint64_t ino) const {
 }
 
 bool DirectServer::WriteLeased(uint64_t ino) const {
-  if (lease_count_.load(std::memory_order_acquire) == 0 &&
-      slot_count_.load(std::memory_order_acquire) == 0) {
-    return false;
-  }
+  // Every write lease has its file's slot (the grant claims it first).
+  if (slot_count_.load(std::memory_order_acquire) == 0) return false;
   std::lock_guard lock(mu_);
-  return WriteLeasedLocked(ino) || slots_.count(ino) > 0;
+  return slots_.count(ino) > 0;
 }
 
 DirectWrites DirectServer::TakeDirectWrites(uint64_t ino) {
@@ -750,7 +748,7 @@ void DirectServer::Grant(const LeaseRequest& r) {
   // Whatever an earlier appender published is the size this grant holds for.
   if (writable) vfs_->CatchUpWithDirectWrites(r.ino);
   int refused = 0;
-  Status s = vfs_->GrantLayout(r.ino, writable, [&](const NfLayout& whole) {
+  Status s = vfs_->GrantLayout(r.ino, [&](const NfLayout& whole) {
     if (whole.extents.empty()) {
       refused = ENODATA;
       return;

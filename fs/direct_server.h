@@ -82,7 +82,6 @@ class DirectServer final : public LayoutLeases {
   bool Leased(uint64_t ino) const override;
   void BeforeLayoutChange(uint64_t ino, const NfLayout& after) override;
   void RevokeWriteLeases() override;
-  // A write lease, or a slot whose size is not folded yet.
   bool WriteLeased(uint64_t ino) const override;
   DirectWrites TakeDirectWrites(uint64_t ino) override;
   void EndAppends(uint64_t ino) override;

@@ -20,16 +20,16 @@ namespace nosyncfs {
 struct NfLayout {
   struct Extent {
     uint64_t file_offset = 0;    // bytes, block-aligned
-    uint64_t length = 0;         // bytes; clipped to the size
+    uint64_t length = 0;         // bytes
     uint64_t device_offset = 0;  // bytes into the device
     uint64_t device_block = 0;   // the same, in data-area blocks
     uint64_t blocks = 0;         // whole blocks the extent covers
   };
   uint64_t size = 0;
-  std::vector<Extent> extents;  // sorted by file_offset, not overlapping
-  // Asked for with past_eof (GrantLayout): the extents above are whole,
-  // past the size too, for a lease that may append.
-  bool past_eof = false;
+  // Sorted by file_offset, not overlapping, whole blocks, past the size
+  // too (a lease that may append uses those; the others are clipped to the
+  // size when granted).
+  std::vector<Extent> extents;
   // The part of the size's block past the size, when that block is NF
   // (device bytes; zeroed before an appender may write past the size).
   uint64_t tail_offset = 0, tail_length = 0;
@@ -59,7 +59,8 @@ class LayoutLeases {
   // the Vfs is read-write again.
   virtual void RevokeWriteLeases() = 0;
 
-  // Whether `ino` has a write lease now: its attributes may change with no
+  // Whether `ino` has a size slot: a write lease has one, and keeps it until
+  // the Vfs folds it (SizeFolded). Its attributes may change with no
   // request, so the kernel must not cache them.
   virtual bool WriteLeased(uint64_t ino) const = 0;
   // The size the file's appender published and whether direct writes

@@ -303,9 +303,7 @@ class Vfs {
   // Calls grant(layout) with ino's NF layout, under the file's shared lock,
   // so a lease registered by grant is seen by the next layout change.
   // ENOENT (removed), EINVAL (not a regular file).
-  // past_eof: for a lease that may append (NfLayout::past_eof).
-  Status GrantLayout(uint64_t ino, bool past_eof,
-                     const std::function<void(const NfLayout&)>& grant);
+  Status GrantLayout(uint64_t ino, const std::function<void(const NfLayout&)>& grant);
   // A write lease on ino is about to be granted to `who`: its set-ID
   // bits go now, as for a write of its (KillSetIdOnModify), committed.
   Status BeforeDirectWrites(uint64_t ino, const Modifier& who);
@@ -426,14 +424,20 @@ class Vfs {
   Status CommitWith(Transaction&& txn, std::initializer_list<Inode*> touched,
                     const std::function<Result<uint64_t>(Transaction&&)>& commit);
   // The device ranges of the mapped bytes of [off, end), to zero in place.
-  NfLayout NfLayoutLocked(const Inode& inode, bool past_eof = false) const;
+  NfLayout NfLayoutLocked(const Inode& inode) const;
   // Shows the leases every layout change of txn (Transaction::layout_changed).
   void CheckLeases(const Transaction& txn, std::initializer_list<Inode*> touched);
-  // CatchUpWithDirectWrites with the exclusive lock held; true if it
-  // changed the record.
-  bool AbsorbDirectWritesLocked(Inode* inode);
+  // What direct writers did (LayoutLeases::TakeDirectWrites), into the
+  // record: CatchUp takes the lock (exclusively only when something is
+  // new), the others need it held exclusively.
+  void CatchUp(Inode* inode);
+  void AbsorbDirectWritesLocked(Inode* inode);
+  void ApplyDirectWritesLocked(Inode* inode, const DirectWrites& w);
+  // Takes in what the file's slot holds, commits it durably, and lets the
+  // slot go if no write lease uses it any more.
+  Status FoldSizeSlotLocked(Inode* inode);
   // Exclusive lock held, before a change that depends on the size: the
-  // appender's lease ends, and what it published is committed durably.
+  // appender's lease ends, and what it published is folded.
   Status SettleDirectWritesLocked(Inode* inode);
   // Every size a slot holds, into its cached inode (committed by the next
   // flush): before a remount read-only or the shutdown.

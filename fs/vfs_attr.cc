@@ -10,7 +10,7 @@ using namespace vfs_internal;
 
 Result<struct stat> Vfs::Getattr(uint64_t ino) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
-  CatchUpWithDirectWrites(ino);
+  CatchUp(inode.get());
   std::shared_lock lock(inode->mu);
   return StatOf(inode.get());
 }

@@ -99,7 +99,7 @@ void Vfs::GiveBackPreallocation(Inode* inode) {
 Status Vfs::Read(uint64_t ino, uint64_t off, size_t size, const ReadSink& sink) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
   if (inode->is_dir()) return Status::Error(EISDIR, "is a directory");
-  CatchUpWithDirectWrites(ino);
+  CatchUp(inode.get());
   // Shared, and held until the sink has copied: no truncate or punch can
   // free a block under the copy, and reads of one file run in parallel.
   std::shared_lock lock(inode->mu);

@@ -11,21 +11,17 @@ namespace nosyncfs {
 
 using vfs_internal::Now;
 
-NfLayout Vfs::NfLayoutLocked(const Inode& inode, bool past_eof) const {
+NfLayout Vfs::NfLayoutLocked(const Inode& inode) const {
   NfLayout layout;
   if (inode.destroyed) return layout;
   layout.size = inode.rec.size;
-  layout.past_eof = past_eof;
   const Superblock& sb = volume_->superblock();
   uint64_t covered = 0;  // NF bytes from 0 without a gap
   for (const auto& [lblk, e] : inode.extents().extents()) {
     if (!(e.flags & kExtentNoFsync)) continue;
     const uint64_t from = e.lblk * bs_;
-    if (from >= layout.size && !past_eof) break;
     const uint64_t whole = e.len * bs_;
-    const uint64_t length = past_eof ? whole : std::min(whole, layout.size - from);
-    layout.extents.push_back(
-        NfLayout::Extent{from, length, sb.BlockOffset(e.pblk), e.pblk, e.len});
+    layout.extents.push_back(NfLayout::Extent{from, whole, sb.BlockOffset(e.pblk), e.pblk, e.len});
     if (from == covered) covered = from + whole;
     if (from <= layout.size && layout.size < from + whole && layout.size % bs_ != 0) {
       layout.tail_offset = sb.BlockOffset(e.pblk) + (layout.size - from);
@@ -37,15 +33,14 @@ NfLayout Vfs::NfLayoutLocked(const Inode& inode, bool past_eof) const {
   return layout;
 }
 
-Status Vfs::GrantLayout(uint64_t ino, bool past_eof,
-                        const std::function<void(const NfLayout&)>& grant) {
+Status Vfs::GrantLayout(uint64_t ino, const std::function<void(const NfLayout&)>& grant) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
   if (!inode->is_reg()) return Status::Error(EINVAL, "not a regular file");
   // Shared: every layout change takes the lock exclusively and checks the
   // leases first, so none can slip between this look and the grant.
   std::shared_lock lock(inode->mu);
   NSF_RETURN_IF_ERROR(CheckAlive(*inode));
-  grant(NfLayoutLocked(*inode, past_eof));
+  grant(NfLayoutLocked(*inode));
   return Status::Ok();
 }
 
@@ -82,31 +77,20 @@ void Vfs::AfterDirectWrites(uint64_t ino, const Modifier& who, bool wrote) {
   {
     std::unique_lock lock(inode->mu);
     if (inode->destroyed) return;
-    const uint64_t size = inode->rec.size;
-    AbsorbDirectWritesLocked(inode.get());
-    bool killed = false;
     if (wrote) {
-      killed = KillSetIdOnModify(inode.get(), who);
+      KillSetIdOnModify(inode.get(), who);
       // As for an NF write through FUSE: in memory now, persisted with the
       // next metadata commit (SEMANTICS.md section 1).
       inode->rec.mtime = inode->rec.ctime = Now();
       inode->attr_dirty = true;
       MarkDirty(inode.get());
     }
-    // The slot may go only once the store holds the size it published.
-    if (inode->rec.size != size || killed) {
-      Status st = Commit(Transaction{}, {inode.get()}, inode->rec.size != size);
-      if (!st.ok()) return;  // the slot keeps the size; recovery folds it
-    }
-    if (leases_ != nullptr) leases_->SizeFolded(ino);
+    if (!FoldSizeSlotLocked(inode.get()).ok()) return;  // the slot keeps the size
   }
   InvalidateKernelAttrs(ino);
 }
 
-bool Vfs::AbsorbDirectWritesLocked(Inode* inode) {
-  if (leases_ == nullptr || !inode->is_reg() || inode->destroyed) return false;
-  const DirectWrites w = leases_->TakeDirectWrites(inode->ino);
-  if (!w.slotted) return false;
+void Vfs::ApplyDirectWritesLocked(Inode* inode, const DirectWrites& w) {
   bool changed = false;
   // Durable already: the appender persisted the size in its slot.
   if (w.published_size > inode->rec.size) {
@@ -123,27 +107,46 @@ bool Vfs::AbsorbDirectWritesLocked(Inode* inode) {
     inode->attr_dirty = true;
     MarkDirty(inode);
   }
-  return changed;
+}
+
+void Vfs::AbsorbDirectWritesLocked(Inode* inode) {
+  if (leases_ == nullptr || !inode->is_reg() || inode->destroyed) return;
+  const DirectWrites w = leases_->TakeDirectWrites(inode->ino);
+  if (w.slotted) ApplyDirectWritesLocked(inode, w);
+}
+
+void Vfs::CatchUp(Inode* inode) {
+  if (leases_ == nullptr || !inode->is_reg()) return;
+  const DirectWrites w = leases_->TakeDirectWrites(inode->ino);
+  if (!w.slotted) return;
+  if (!w.wrote) {
+    std::shared_lock lock(inode->mu);
+    if (w.published_size <= inode->rec.size) return;  // nothing new: no exclusive lock
+  }
+  std::unique_lock lock(inode->mu);
+  if (!inode->destroyed) ApplyDirectWritesLocked(inode, w);
 }
 
 void Vfs::CatchUpWithDirectWrites(uint64_t ino) {
-  if (leases_ == nullptr || !leases_->WriteLeased(ino)) return;
-  InodeRef inode = Find(ino);
-  if (!inode || !inode->is_reg()) return;
-  std::unique_lock lock(inode->mu);
-  AbsorbDirectWritesLocked(inode.get());
+  if (InodeRef inode = Find(ino)) CatchUp(inode.get());
+}
+
+Status Vfs::FoldSizeSlotLocked(Inode* inode) {
+  AbsorbDirectWritesLocked(inode);
+  // The slot may go only once the store holds what it published, durably:
+  // a getattr may have taken the size in long ago, with no commit since, or
+  // with one that is not durable yet.
+  NSF_RETURN_IF_ERROR(Commit(Transaction{}, {inode}, /*durable=*/true));
+  leases_->SizeFolded(inode->ino);
+  return Status::Ok();
 }
 
 Status Vfs::SettleDirectWritesLocked(Inode* inode) {
   if (leases_ == nullptr || !inode->is_reg() || !leases_->WriteLeased(inode->ino)) {
     return Status::Ok();
   }
-  const uint64_t size = inode->rec.size;
   leases_->EndAppends(inode->ino);
-  AbsorbDirectWritesLocked(inode);
-  if (inode->rec.size != size) NSF_RETURN_IF_ERROR(Commit(Transaction{}, {inode}, true));
-  leases_->SizeFolded(inode->ino);
-  return Status::Ok();
+  return FoldSizeSlotLocked(inode);
 }
 
 void Vfs::AbsorbAllSizeSlots() {

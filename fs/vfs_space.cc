@@ -186,7 +186,7 @@ Status Vfs::ShiftRangeLocked(Inode* inode, uint64_t off, uint64_t len, bool inse
 
 Result<uint64_t> Vfs::Lseek(uint64_t ino, uint64_t off, int whence) {
   NSF_ASSIGN_OR_RETURN(InodeRef inode, Get(ino));
-  CatchUpWithDirectWrites(ino);
+  CatchUp(inode.get());
   std::shared_lock lock(inode->mu);
   uint64_t size = inode->rec.size;
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return Status::Error(EINVAL, "bad whence");

@@ -21,6 +21,9 @@
 //                             the lease), a few nsf_pwrite, nsf_close; prints
 //                             "started" once, and ignores every error (the
 //                             daemon may be killed under it at any moment)
+//   at FILE OFFSET SIZE       one nsf_pwrite of Record(0, SIZE) at OFFSET,
+//                             printing "ack 0 direct|fallback", then "done",
+//                             and waits to be killed
 //   append FILE COUNT SIZE    opens FILE O_WRONLY|O_APPEND with nsf_open and
 //                             appends record i (Record(i, SIZE)) for i < COUNT
 //                             with nsf_write, each followed by nsf_fdatasync,
@@ -67,42 +70,55 @@ void Say(const std::string& line) {
   for (;;) pause();
 }
 
+// Writes record i with write(fd, rec) (a call of the library), then says
+// "ack I direct" or "ack I fallback"; false (after saying why) if it failed.
+template <typename Write>
+bool WriteRecord(uint64_t i, uint64_t size, Write write) {
+  std::string rec = nosyncfs::test::Record(i, size);
+  nsf_counters before{}, after{};
+  nsf_get_counters(&before);
+  if (!write(rec)) return false;
+  nsf_get_counters(&after);
+  Say("ack " + std::to_string(i) +
+      (after.direct_writes > before.direct_writes ? " direct" : " fallback"));
+  return true;
+}
+
 int Append(const char* path, uint64_t count, uint64_t size) {
   int fd = nsf_open(path, O_WRONLY | O_APPEND);
   if (fd < 0) return Fail("nsf_open");
   for (uint64_t i = 0; i < count; ++i) {
-    std::string rec = nosyncfs::test::Record(i, size);
-    nsf_counters before{}, after{};
-    nsf_get_counters(&before);
-    if (nsf_write(fd, rec.data(), rec.size()) != static_cast<ssize_t>(size)) {
-      return Fail("nsf_write");
-    }
-    nsf_get_counters(&after);
-    if (nsf_fdatasync(fd) != 0) return Fail("nsf_fdatasync");
-    Say("ack " + std::to_string(i) +
-        (after.direct_writes > before.direct_writes ? " direct" : " fallback"));
+    bool ok = WriteRecord(i, size, [&](const std::string& rec) {
+      if (nsf_write(fd, rec.data(), rec.size()) != static_cast<ssize_t>(rec.size())) {
+        return Fail("nsf_write") == 0;
+      }
+      return nsf_fdatasync(fd) == 0 || Fail("nsf_fdatasync") == 0;
+    });
+    if (!ok) return 1;
+  }
+  Say("done");
+  WaitForever();
+}
+
+// Record i at offset_of(i) for i < count.
+template <typename OffsetOf>
+int PwriteRecords(const char* path, uint64_t count, uint64_t size, OffsetOf offset_of) {
+  int fd = nsf_open(path, O_RDWR);
+  if (fd < 0) return Fail("nsf_open");
+  for (uint64_t i = 0; i < count; ++i) {
+    bool ok = WriteRecord(i, size, [&](const std::string& rec) {
+      return nsf_pwrite(fd, rec.data(), rec.size(), offset_of(i)) ==
+                 static_cast<ssize_t>(rec.size()) ||
+             Fail("nsf_pwrite") == 0;
+    });
+    if (!ok) return 1;
   }
   Say("done");
   WaitForever();
 }
 
 int Records(const char* path, uint64_t count, uint64_t size) {
-  int fd = nsf_open(path, O_RDWR);
-  if (fd < 0) return Fail("nsf_open");
-  for (uint64_t i = 0; i < count; ++i) {
-    std::string rec = nosyncfs::test::Record(i, size);
-    nsf_counters before{}, after{};
-    nsf_get_counters(&before);
-    if (nsf_pwrite(fd, rec.data(), rec.size(), static_cast<off_t>(i * size)) !=
-        static_cast<ssize_t>(size)) {
-      return Fail("nsf_pwrite");
-    }
-    nsf_get_counters(&after);
-    Say("ack " + std::to_string(i) +
-        (after.direct_writes > before.direct_writes ? " direct" : " fallback"));
-  }
-  Say("done");
-  WaitForever();
+  return PwriteRecords(path, count, size, [size](uint64_t i) { return static_cast<off_t>(i * size); });
 }
 
 int Map(const char* path, uint64_t off, uint64_t len, bool persist) {
@@ -212,6 +228,10 @@ int main(int argc, char** argv) {
   auto num = [&](int i) { return std::strtoull(argv[i], nullptr, 0); };
   if (mode == "records" && argc == 5) return Records(argv[2], num(3), num(4));
   if (mode == "append" && argc == 5) return Append(argv[2], num(3), num(4));
+  if (mode == "at" && argc == 5) {
+    const auto offset = static_cast<off_t>(num(3));
+    return PwriteRecords(argv[2], 1, num(4), [offset](uint64_t) { return offset; });
+  }
   if (mode == "map" && argc == 6) return Map(argv[2], num(3), num(4), std::string(argv[5]) == "persist");
   if (mode == "hold" && argc == 3) return Hold(argv[2], false);
   if (mode == "hold-closed" && argc == 3) return Hold(argv[2], true);

@@ -82,6 +82,40 @@ std::vector<std::pair<uint64_t, uint64_t>> DeviceRanges(const std::string& path)
 
 using Client = ClientProcess;
 
+// The file is `count` records of kBlock (Record(i, kBlock) at i * kBlock),
+// and no byte more.
+void ExpectRecords(const std::string& path, uint64_t count) {
+  struct stat st;
+  REQUIRE(stat(path.c_str(), &st) == 0);
+  CHECK(static_cast<uint64_t>(st.st_size) == count * kBlock);
+  Fd fd = MustOpen(path, O_RDONLY);
+  for (uint64_t i = 0; i < count; ++i) {
+    INFO("record " << i);
+    CHECK(FirstMismatch(MustPread(fd.get(), kBlock, i * kBlock), Record(i, kBlock)) == "");
+  }
+}
+
+// A directory with the no-fsync policy, and an empty file in it; the file.
+std::string PolicyFile(const TestVolume& v) {
+  const std::string dir = v.Path("db");
+  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
+  SetNosync(dir, "all");
+  const std::string file = dir + "/wal";
+  Fd fd = MustOpen(file, O_WRONLY | O_CREAT, 0644);
+  return file;
+}
+
+// Reads the writer's acknowledgements up to its "done": how many, and how
+// many of them were direct.
+std::pair<uint64_t, uint64_t> Acks(Client& writer) {
+  uint64_t acked = 0, direct = 0;
+  for (std::string line = writer.Line(); line.rfind("ack ", 0) == 0; line = writer.Line()) {
+    ++acked;
+    direct += Contains(line, "direct");
+  }
+  return {acked, direct};
+}
+
 }  // namespace
 
 TEST_CASE("direct: writes inside NF extents reach the device without FUSE and are durable",
@@ -506,52 +540,69 @@ TEST_CASE("direct: appends under a directory's policy are served in place, durab
           "[direct][append][crash]") {
   TestVolume v;
   v.Mount(kDirect);
-  const std::string dir = v.Path("db");
-  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
-  SetNosync(dir, "all");
-  const std::string wal = dir + "/wal";
-  { Fd fd = MustOpen(wal, O_WRONLY | O_CREAT, 0644); }
+  const std::string wal = PolicyFile(v);
   constexpr uint64_t kCount = 200;
   const uint64_t syncs_before = Stat(v, "fsync_calls");
   Client writer({"append", wal, std::to_string(kCount), std::to_string(kBlock)});
-  uint64_t acked = 0, direct = 0;
-  for (std::string line = writer.Line(); line.rfind("ack ", 0) == 0; line = writer.Line()) {
-    ++acked;
-    direct += Contains(line, "direct");
-  }
+  const auto [acked, direct] = Acks(writer);
   REQUIRE(acked == kCount);
   // The first append allocates the policy's first unit through FUSE; the
   // rest land in it with no request.
   CHECK(direct >= kCount - 2);
   CHECK(Stat(v, "fsync_calls") - syncs_before <= kCount - direct);
   // Another process, without the library, sees size and data at once.
-  struct stat st;
-  REQUIRE(stat(wal.c_str(), &st) == 0);
-  CHECK(static_cast<uint64_t>(st.st_size) == kCount * kBlock);
-  {
-    Fd fd = MustOpen(wal, O_RDONLY);
-    for (uint64_t i = 0; i < kCount; ++i) {
-      INFO("record " << i);
-      CHECK(FirstMismatch(MustPread(fd.get(), kBlock, i * kBlock), Record(i, kBlock)) == "");
-    }
-  }
+  ExpectRecords(wal, kCount);
   // Power loss with the appender alive: every acknowledged append is
   // there, and the size covers nothing more.
   v.SigkillDaemon();
   writer.Kill(SIGKILL);
   v.ClearDeadMount();
   v.Mount(kDirect);
-  REQUIRE(stat(wal.c_str(), &st) == 0);
-  CHECK(static_cast<uint64_t>(st.st_size) == kCount * kBlock);
-  {
-    Fd fd = MustOpen(wal, O_RDONLY);
-    for (uint64_t i = 0; i < kCount; ++i) {
-      INFO("record " << i);
-      CHECK(FirstMismatch(MustPread(fd.get(), kBlock, i * kBlock), Record(i, kBlock)) == "");
-    }
-  }
+  ExpectRecords(wal, kCount);
   v.Unmount();
   ExpectFsckClean(v);
+}
+
+TEST_CASE("direct: the size an appender published is durable in the store before its slot "
+          "goes, even when a stat took it in long before",
+          "[direct][append][crash]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string wal = PolicyFile(v);
+  constexpr uint64_t kCount = 50;
+  Client writer({"append", wal, std::to_string(kCount), std::to_string(kBlock)});
+  REQUIRE(Acks(writer).first == kCount);
+  ExpectRecords(wal, kCount);  // the stat takes the size in, with no commit
+  writer.Kill(SIGKILL);        // the lease ends; the slot is folded and goes
+  REQUIRE(WaitUntil([&] { return Stat(v, "direct_size_slots") == 0; }));
+  v.SigkillDaemon();
+  v.ClearDeadMount();
+  v.Mount(kDirect);
+  ExpectRecords(wal, kCount);
+  v.Unmount();
+  ExpectFsckClean(v);
+}
+
+TEST_CASE("direct: an append past the size leaves zeros between, whatever a truncate left in "
+          "the last block",
+          "[direct][append]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string f = PolicyFile(v);
+  WriteFile(f, Pattern(5, 2 * kBlock));
+  // An NF truncate leaves the old bytes past the size in its block; the
+  // space after it comes back zeroed. Held open: the last close would give
+  // that space back.
+  Fd fd = MustOpen(f, O_RDWR);
+  REQUIRE(ftruncate(fd.get(), 100) == 0);
+  REQUIRE(fallocate(fd.get(), FALLOC_FL_KEEP_SIZE, 0, 16 * kBlock) == 0);
+  Client writer({"at", f, std::to_string(kBlock), std::to_string(kBlock)});
+  REQUIRE(writer.Line() == "ack 0 direct");
+  const std::string got = ReadFile(f);
+  REQUIRE(got.size() == 2 * kBlock);
+  CHECK(got.substr(0, 100) == Pattern(5, 100));
+  CHECK(got.substr(100, kBlock - 100) == std::string(kBlock - 100, '\0'));
+  CHECK(FirstMismatch(got.substr(kBlock), Record(0, kBlock)) == "");
 }
 
 TEST_CASE("direct: a read through FUSE that starts after a direct write returned sees it",

@@ -48,6 +48,14 @@ uint64_t NfBytes(const std::string& path) {
   return total;
 }
 
+// The directory DIR of v, made with the policy `value`.
+std::string PolicyDir(const TestVolume& v, const std::string& value) {
+  const std::string d = v.Path("db");
+  REQUIRE(ErrnoOf(::mkdir(d.c_str(), 0755)) == 0);
+  REQUIRE(Set(d, value) == 0);
+  return d;
+}
+
 }  // namespace
 
 TEST_CASE("policy: set, shown, refused when malformed, cleared", "[posix][nosync][policy]") {
@@ -95,9 +103,7 @@ TEST_CASE("policy: new files are NF for their whole life, grow ahead by whole un
   TestVolume v(TestVolume::Options{.image_bytes = 128ull << 20, .block_size = 0, .format = true,
                                    .mkfs_args = {}});
   v.Mount();
-  const std::string d = v.Path("db");
-  REQUIRE(ErrnoOf(::mkdir(d.c_str(), 0755)) == 0);
-  REQUIRE(Set(d, "all") == 0);
+  const std::string d = PolicyDir(v, "all");
   const std::string f = d + "/log";
   const uint64_t free0 = MustStatvfs(v.mountpoint()).f_bfree;
   {
@@ -157,9 +163,7 @@ TEST_CASE("policy: writes under it are durable on return, and a file created und
           "[posix][nosync][policy][persistence][crash]") {
   TestVolume v;
   v.Mount();
-  const std::string d = v.Path("db");
-  REQUIRE(ErrnoOf(::mkdir(d.c_str(), 0755)) == 0);
-  REQUIRE(Set(d, "all,grow=64K") == 0);
+  const std::string d = PolicyDir(v, "all,grow=64K");
   SyncWholeFs(v.mountpoint());  // the directory; never the files below
   std::string expected;
   {
@@ -191,9 +195,7 @@ TEST_CASE("policy: subdirectories inherit it, clearing it changes no file, renam
           "[posix][nosync][policy]") {
   TestVolume v;
   v.Mount();
-  const std::string d = v.Path("db");
-  REQUIRE(ErrnoOf(::mkdir(d.c_str(), 0755)) == 0);
-  REQUIRE(Set(d, "all,grow=1M") == 0);
+  const std::string d = PolicyDir(v, "all,grow=1M");
   REQUIRE(ErrnoOf(::mkdir((d + "/sub").c_str(), 0755)) == 0);
   CHECK(Get(d + "/sub") == "all,grow=1048576");
   WriteFile(d + "/sub/f", "in a subdirectory");
@@ -234,9 +236,7 @@ TEST_CASE("policy: subdirectories inherit it, clearing it changes no file, renam
 TEST_CASE("policy: cp -a and rsync -X carry it", "[posix][nosync][policy]") {
   TestVolume v;
   v.Mount();
-  const std::string d = v.Path("db");
-  REQUIRE(ErrnoOf(::mkdir(d.c_str(), 0755)) == 0);
-  REQUIRE(Set(d, "all,grow=4M") == 0);
+  const std::string d = PolicyDir(v, "all,grow=4M");
   WriteFile(d + "/f", Pattern(3, 10000));
   CommandResult cp = RunCommand({"cp", "-a", d, v.Path("copy")});
   INFO(cp.Describe());

@@ -190,6 +190,17 @@ bool SuperReadOnly(const TestVolume& vol) {
 
 size_t Lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
 
+// A remount with `options` that must fail, saying why in one line whose
+// text contains `why`.
+void ExpectRemountRefused(const TestVolume& vol, const std::string& options,
+                          const std::string& why = "") {
+  CommandResult r = Remount(vol, options);
+  INFO(r.Describe());
+  CHECK(r.exit_status == 1);
+  CHECK(Lines(r.err) == 1);
+  CHECK(Contains(r.err, why));
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -274,11 +285,7 @@ TEST_CASE("remount,ro with a file open for writing is refused with EBUSY, and ch
   TestVolume vol;
   vol.Mount();
   Fd writer = MustOpen(vol.Path("f"), O_WRONLY | O_CREAT);
-  CommandResult r = Remount(vol, "ro");
-  INFO(r.Describe());
-  CHECK(r.exit_status == 1);
-  CHECK(Lines(r.err) == 1);
-  CHECK(Contains(r.err, "open for writing"));
+  ExpectRemountRefused(vol, "ro", "open for writing");
   CHECK_FALSE(SuperReadOnly(vol));
   MustPwrite(writer.get(), "still writable", 0);
   writer = Fd();
@@ -320,10 +327,7 @@ TEST_CASE("remount changes atime, nf_punch and lease_break, and refuses the rest
   for (const std::string opts : {"ro,emulate=none", "ro,meta=/tmp", "ro,direct=root",
                                  "ro,no_such_option", "ro,lease_break=0"}) {
     INFO(opts);
-    CommandResult r = Remount(vol, opts);
-    INFO(r.Describe());
-    CHECK(r.exit_status == 1);
-    CHECK(Lines(r.err) == 1);
+    ExpectRemountRefused(vol, opts);
     CHECK_FALSE(SuperReadOnly(vol));
   }
   CHECK(Contains(Remount(vol, "emulate=none").err, "emulate= cannot change"));
@@ -336,11 +340,7 @@ TEST_CASE("a mount started with -o ro refuses remount,rw in one line",
   TestVolume vol;
   Populate(vol);
   vol.Mount("emulate=strict,ro");
-  CommandResult r = Remount(vol, "rw");
-  INFO(r.Describe());
-  CHECK(r.exit_status == 1);
-  CHECK(Lines(r.err) == 1);
-  CHECK(Contains(r.err, "-o ro"));
+  ExpectRemountRefused(vol, "rw", "-o ro");
   CHECK(SuperReadOnly(vol));
   ExpectEveryChangeRefused(vol);
   CHECK(Remount(vol, "ro").exit_status == 0);
