@@ -301,7 +301,7 @@ void Connection::SendRelease(uint64_t lease, bool wrote) {
   Send(&release, sizeof release);
 }
 
-int Connection::AskForLease(File* f, bool wait) {
+int Connection::AskForLease(File* f, bool wait, bool fresh) {
   if (wait && this_listener == this) {
     return Fail(EDEADLK, "a revocation callback cannot wait for a lease: its thread is the one "
                          "that receives the answer");
@@ -324,8 +324,33 @@ int Connection::AskForLease(File* f, bool wait) {
     return Fail(ENOTCONN, "the connection to the nosyncfs daemon is closed: this file's I/O "
                           "goes through FUSE until it is attached again");
   }
+  // One question at a time per file: two grants of one file, the second
+  // while the first is held, would leave the file with the second, which
+  // cannot append (one appender per file). A caller that does not wait
+  // needs no second one; one that waits asks once the first is answered,
+  // naming the lease it brought (`replaces`).
+  auto asking = [&] {
+    for (const auto& [number, pending] : pending_) {
+      if (pending->file == f) return true;
+    }
+    return false;
+  };
+  if (!wait && asking()) {
+    lock.unlock();
+    delete p;
+    return 0;
+  }
+  if (wait && !answered_.wait_for(lock, std::chrono::seconds(kAnswerSeconds),
+                                  [&] { return !asking(); })) {
+    return Fail(ETIMEDOUT, "the nosyncfs daemon did not answer a lease request in " +
+                               std::to_string(kAnswerSeconds) + " s");
+  }
+  if (!fresh && f->lease.load() != nullptr) return 0;  // the earlier question brought one
   const uint64_t request = next_request_++;
-  const nsf_msg_lease message{NSF_MSG_LEASE, 0, request};
+  // The lease it replaces, if any: the successor takes over its right to
+  // append (the listener installs it only once the other has drained).
+  const Lease* current = f->lease.load();
+  const nsf_msg_lease message{NSF_MSG_LEASE, 0, request, current != nullptr ? current->id : 0};
   // Sent under the mutex: the detach marks f detached under it before the
   // caller may close f->fd, so the descriptor passed is still f's.
   if (!Send(&message, sizeof message, f->fd)) {
@@ -534,8 +559,8 @@ bool Connection::OnGrant(Lease* lease, uint64_t request) {
 void Connection::Answer(Pending* p, int error) {
   p->done = true;
   p->error = error;
-  if (p->waiting) answered_.notify_all();
-  else delete p;
+  if (!p->waiting) delete p;
+  answered_.notify_all();  // its waiter, or one waiting for the file's turn
 }
 
 void Connection::OnRefuse(uint64_t request, int error) {

@@ -41,7 +41,9 @@ class Connection {
   // Sends LEASE with f's descriptor. wait: waits for the answer; 0 once the
   // lease is installed, else a failed call (ENODATA: no NF extents). Not
   // waiting: 0 once asked; the listener installs whatever grant comes.
-  int AskForLease(File* f, bool wait);
+  // fresh: a new lease even if f holds one (a refresh); otherwise waiting
+  // ends with whatever lease f holds once its turn comes.
+  int AskForLease(File* f, bool wait, bool fresh = true);
 
   // For the detach, f being out of the fd table: no lease is installed in
   // f after this, and the one it had is given back (RELEASE).

@@ -61,8 +61,8 @@ struct File {
   // Appends (and O_APPEND writes through the kernel) one at a time: each
   // publishes a size covering only persisted bytes.
   std::mutex append_mutex;
-  // Attached with no NF extent: its first write asks at once (a policy
-  // directory's file gets its extents then).
+  // Attached with no NF extent: after its first write the library waits
+  // for a lease (a policy directory's file gets its NF space then).
   std::atomic<bool> ask_after_first_write{false};
   // Mapped shared and writable (the shim sees mmap): the kernel may hold
   // dirty pages of it that only a real fsync writes back.

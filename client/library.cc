@@ -146,25 +146,54 @@ void Drop(File* f, bool hand_back_position) {
   errno = saved;
 }
 
-// A data call found no lease: asks for one, at most once a second, without
-// waiting; the call itself falls back. A file that had no NF extent when
-// attached asks at its first write at once: under a directory's no-fsync
-// policy that write gives it some. Leaves errno and nsf_errmsg alone: the
-// caller's call has not failed.
-void AskAgainIfDue(File* f, bool after_write = false) {
-  if (f->lease.load(std::memory_order_relaxed) != nullptr || !f->connection->Usable()) return;
-  const int64_t now = MonotonicNs();
-  int64_t due = f->next_ask_ns.load(std::memory_order_relaxed);
-  const bool first_write = after_write && f->ask_after_first_write.exchange(false);
-  if (!first_write &&
-      (now < due || !f->next_ask_ns.compare_exchange_strong(due, now + kAskIntervalNs))) {
-    return;
-  }
+// Asks for a lease for f on the side of a data call: leaves errno and
+// nsf_errmsg alone (the caller's call has not failed), and ignores the
+// answer (the data path looks at f's lease).
+void AskQuietly(File* f, bool wait, bool fresh) {
+  if (!f->connection->Usable()) return;
   const int saved_errno = errno;
   std::string saved_message = last_error;
-  f->connection->AskForLease(f, false);
+  (void)f->connection->AskForLease(f, wait, fresh);
   last_error = std::move(saved_message);
   errno = saved_errno;
+}
+
+// A data call found no lease: asks for one, at most once a second, without
+// waiting; the call itself falls back.
+void AskAgainIfDue(File* f) {
+  if (f->lease.load(std::memory_order_relaxed) != nullptr) return;
+  const int64_t now = MonotonicNs();
+  int64_t due = f->next_ask_ns.load(std::memory_order_relaxed);
+  if (now < due || !f->next_ask_ns.compare_exchange_strong(due, now + kAskIntervalNs)) return;
+  AskQuietly(f, /*wait=*/false, /*fresh=*/true);
+}
+
+// After a write that fell back: whether the file should have a lease that
+// appends now, and the library waits for it rather than ask in the
+// background (a write through FUSE past the size ends a lease granted
+// meanwhile, and the next could fall back again, and so on). So after the
+// first write of a file attached without NF space (a policy file's first
+// write allocates its first unit), and after an append that ran past its
+// appender's space (the write allocated the next).
+bool ExpectsAppendLease(File* f, bool had_appender) {
+  return had_appender || f->ask_after_first_write.exchange(false);
+}
+
+void AskAfterFallbackWrite(File* f, bool had_appender) {
+  if (ExpectsAppendLease(f, had_appender)) {
+    AskQuietly(f, /*wait=*/true, /*fresh=*/false);
+  } else {
+    AskAgainIfDue(f);
+  }
+}
+
+// Whether f's lease now may append.
+bool HoldsAppender(File* f) {
+  f->inflight.fetch_add(1);
+  const Lease* lease = f->lease.load();
+  const bool append = lease != nullptr && lease->append;
+  f->inflight.fetch_sub(1);
+  return append;
 }
 
 // The direct read into buf, if f's lease covers all of [offset,
@@ -276,6 +305,7 @@ ssize_t WriteAt(File* f, const void* buf, size_t count, off_t offset, uint64_t* 
     return static_cast<ssize_t>(count);
   }
   Count(counters.fallback_writes);
+  const bool had_appender = HoldsAppender(f);
   ssize_t n;
   if (f->append) {
     iovec one{const_cast<void*>(buf), count};
@@ -283,8 +313,8 @@ ssize_t WriteAt(File* f, const void* buf, size_t count, off_t offset, uint64_t* 
   } else if ((n = sys::pwrite(f->fd, buf, count, offset)) > 0) {
     *end = static_cast<uint64_t>(offset) + static_cast<uint64_t>(n);
   }
-  // After the write: under a policy, it is what gives the file its extents.
-  AskAgainIfDue(f, /*after_write=*/true);
+  // After the write: it may be what gave the file its NF space.
+  AskAfterFallbackWrite(f, had_appender);
   return n;
 }
 
@@ -378,6 +408,7 @@ ssize_t WriteVecAt(File* f, const iovec* iov, int iovcnt, off_t offset, int flag
     }
   }
   Count(counters.fallback_writes);
+  const bool had_appender = HoldsAppender(f);
   ssize_t n;
   if (!f->append) {
     n = sys::pwritev2(f->fd, iov, iovcnt, offset, flags);
@@ -385,7 +416,7 @@ ssize_t WriteVecAt(File* f, const iovec* iov, int iovcnt, off_t offset, int flag
   } else {
     n = AppendThroughKernel(f, iov, iovcnt, flags, end);
   }
-  AskAgainIfDue(f, true);  // after the write, as WriteAt does
+  AskAfterFallbackWrite(f, had_appender);  // as WriteAt does
   return n;
 }
 
@@ -704,13 +735,7 @@ ssize_t nsf_pwritev2(int fd, const struct iovec* iov, int iovcnt, off_t offset, 
 int nsf_internal_attached(int fd) { return Find(fd) != nullptr ? 1 : 0; }
 
 void nsf_internal_layout_changed(int fd) {
-  File* f = Find(fd);
-  if (f == nullptr || !f->connection->Usable()) return;
-  const int saved = errno;
-  std::string saved_message = last_error;
-  f->connection->AskForLease(f, false);
-  last_error = std::move(saved_message);
-  errno = saved;
+  if (File* f = Find(fd)) AskQuietly(f, /*wait=*/false, /*fresh=*/true);
 }
 
 void nsf_internal_mapped_writable(int fd) {

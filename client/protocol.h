@@ -61,7 +61,10 @@ struct nsf_msg_welcome {
 struct nsf_msg_lease {
   uint32_t type; /* NSF_MSG_LEASE */
   uint32_t reserved;
-  uint64_t request; /* echoed in GRANT or REFUSE */
+  uint64_t request;  /* echoed in GRANT or REFUSE */
+  uint64_t replaces; /* the lease of this file the client holds now, or 0:
+                        a successor of the file's appender appends in its
+                        place (the client uses one of them at a time) */
 };
 
 /* One leased NF extent, clipped to the file size at the grant. */
@@ -141,7 +144,7 @@ struct nsf_msg_release {
 #ifdef __cplusplus
 static_assert(sizeof(nsf_msg_hello) == 8, "wire layout");
 static_assert(sizeof(nsf_msg_welcome) == 24, "wire layout");
-static_assert(sizeof(nsf_msg_lease) == 16, "wire layout");
+static_assert(sizeof(nsf_msg_lease) == 24, "wire layout");
 static_assert(sizeof(nsf_extent) == 24, "wire layout");
 static_assert(sizeof(nsf_msg_grant) == 48, "wire layout");
 static_assert(sizeof(nsf_size_slot) == 32, "wire layout");

@@ -62,6 +62,7 @@ struct DirectServer::Lease {
 struct DirectServer::LeaseRequest {
   std::shared_ptr<Connection> conn;
   uint64_t request = 0;
+  uint64_t replaces = 0;  // the client's lease of the file it replaces
   int error = 0;  // the descriptor could not be looked at (EBADF)
   dev_t dev = 0;
   uint64_t ino = 0;
@@ -602,7 +603,7 @@ bool DirectServer::Receive(const std::shared_ptr<Connection>& conn) {
       nsf_msg_lease m;
       if (size != sizeof(m) || !conn->welcomed || file_fd < 0) return malformed("a bad LEASE");
       std::memcpy(&m, buf, sizeof(m));
-      LeaseRequest r{conn, m.request};
+      LeaseRequest r{conn, m.request, m.replaces};
       InspectAndClose(file_fd, &r.error, &r.dev, &r.ino, &r.type, &r.open_flags);
       Post([this, r = std::move(r)] { Grant(r); });
       return true;
@@ -767,11 +768,17 @@ void DirectServer::Grant(const LeaseRequest& r) {
     // Every writer counts its writes in the file's slot, and the first one
     // may append (one size authority at a time).
     Slot* slot = nullptr;
+    const bool had_slot = slots_.count(r.ino) > 0;
     if (writable && (slot = SlotForLocked(r.ino, whole.size)) == nullptr) {
       refused = ENOSPC;  // every slot taken: this file goes through FUSE
       return;
     }
-    const bool append = slot != nullptr && slot->appender == 0;
+    // A successor of the appender's lease, from the same client, appends
+    // in its place: the client uses one of the two at a time.
+    auto replaced = leases_.find(r.replaces);
+    const bool inherits = slot != nullptr && r.replaces != 0 && slot->appender == r.replaces &&
+                          replaced != leases_.end() && replaced->second->conn == r.conn;
+    const bool append = slot != nullptr && (slot->appender == 0 || inherits);
     auto lease = std::make_unique<Lease>();
     lease->id = next_lease_++;
     lease->ino = r.ino;
@@ -791,7 +798,9 @@ void DirectServer::Grant(const LeaseRequest& r) {
       // Bytes an append may leave between the size and its offset must
       // read as zeros: the tail of the size's block may hold bytes a
       // truncate left (the rest past the size is zero-filled on allocation).
-      if (whole.tail_length > 0) {
+      // Not for a successor: only its predecessor wrote past the size since
+      // that was done, and may be storing there still.
+      if (whole.tail_length > 0 && !inherits) {
         Device& device = vfs_->volume().device();
         device.Zero(whole.tail_offset, whole.tail_length);
         (void)device.Persist(whole.tail_offset, whole.tail_length);
@@ -820,8 +829,12 @@ void DirectServer::Grant(const LeaseRequest& r) {
     lease_count_.fetch_add(1, std::memory_order_release);
     lock.unlock();
     // From now on the file's attributes are not cached (WriteLeased): what
-    // the kernel holds goes before the holder can store anything.
-    if (writable) vfs_->InvalidateKernelAttrs(r.ino);
+    // the kernel holds goes before the holder can store anything. Only when
+    // the slot is new: before, they were not cached either, and an
+    // invalidation makes the kernel drop the answer of a getattr in flight,
+    // leaving its caller with the size from before (an O_APPEND write
+    // through FUSE would land there).
+    if (writable && !had_slot) vfs_->InvalidateKernelAttrs(r.ino);
     const auto deadline =
         std::chrono::steady_clock::now() +
         std::chrono::milliseconds(lease_break_ms_.load(std::memory_order_relaxed));

@@ -85,9 +85,11 @@ void Vfs::AfterDirectWrites(uint64_t ino, const Modifier& who, bool wrote) {
       inode->attr_dirty = true;
       MarkDirty(inode.get());
     }
-    if (!FoldSizeSlotLocked(inode.get()).ok()) return;  // the slot keeps the size
+    // The slot keeps the size if this fails; recovery folds it.
+    (void)FoldSizeSlotLocked(inode.get());
   }
-  InvalidateKernelAttrs(ino);
+  // No invalidation: while the file had a slot, the kernel cached none of
+  // its attributes, so its next stat or read asks, and sees the new mtime.
 }
 
 void Vfs::ApplyDirectWritesLocked(Inode* inode, const DirectWrites& w) {

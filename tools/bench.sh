@@ -21,13 +21,26 @@
 # against fio without it, and a write-ahead log of 4 KiB records into a
 # preallocated 64 MiB file: through the library, through FUSE into NF
 # (durable on return), and on passthrough_ll with fdatasync per record.
-# Ratios are against the FUSE NF write of the same workload.
+# Ratios are against the FUSE NF write of the same workload. Then durable
+# 4 KiB appends (write + fdatasync per record, as a database commits) to
+# log files created at run time in a directory with the no-fsync policy:
+# through the library against the same through FUSE.
+#
+# Then databases, a third table: SQLite (the sqlite3 program:
+# journal_mode=WAL, synchronous=FULL, BENCH_SQLITE_TXNS single-row insert
+# transactions, default 5000) and RocksDB's db_bench (fillseq with sync=1,
+# every write durable before it returns, BENCH_DB_OPS writes, default
+# 5000), each on passthrough_ll over tmpfs, on nosyncfs without flags, on
+# nosyncfs in a directory with the no-fsync policy through FUSE, and the
+# same under the LD_PRELOAD shim. Commits (or writes) per second, and
+# ratios to passthrough_ll.
 #
 # Each figure is the median of BENCH_ROUNDS runs (default 3), the targets
 # taking turns, so that the shared machine's drift spreads over all of them.
 #
 # Environment: BENCH_ROUNDS, BENCH_RUNTIME (seconds per fio run, default
-# 4), BENCH_DIR (where the images and mounts live, default /dev/shm).
+# 4), BENCH_DIR (where the images and mounts live, default /dev/shm),
+# BENCH_SQLITE_TXNS, BENCH_DB_OPS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh >/dev/null
@@ -208,7 +221,10 @@ fio_iops() {  # FILE [ENV...]: fio psync 4K random writes, prints IOPS
     awk -F';' -v f=$FIELD_IOPS_W '{ printf "%.0f\n", $f }'
 }
 declare -A DIRECT
-DKEYS=(ow_fuse ow_direct fio_fuse fio_shim wal_fuse wal_direct wal_ptll)
+DKEYS=(ow_fuse ow_direct fio_fuse fio_shim wal_fuse wal_direct wal_ptll app_fuse app_direct)
+APPDIR="$WORK"/nsf/applog
+mkdir "$APPDIR"
+setfattr -n user.nosync -v all "$APPDIR"
 for _ in $(seq "$ROUNDS"); do
   DIRECT[ow_fuse]+="$("$BIN"/direct_bench overwrite-fd "$NFFILE" "$RUNTIME") "
   DIRECT[ow_direct]+="$("$BIN"/direct_bench overwrite-direct "$NFFILE" "$RUNTIME") "
@@ -219,6 +235,8 @@ for _ in $(seq "$ROUNDS"); do
   if [ -n "$PTLL" ]; then
     DIRECT[wal_ptll]+="$("$BIN"/direct_bench wal-fdatasync "$PTFILE" "$RUNTIME") "
   fi
+  DIRECT[app_fuse]+="$("$BIN"/direct_bench append-fd "$APPDIR" "$RUNTIME") "
+  DIRECT[app_direct]+="$("$BIN"/direct_bench append-direct "$APPDIR" "$RUNTIME") "
 done
 declare -A DLABEL=(
   [ow_fuse]="4K random overwrite, NF, through FUSE"
@@ -228,13 +246,91 @@ declare -A DLABEL=(
   [wal_fuse]="4K WAL records, NF, through FUSE"
   [wal_direct]="4K WAL records, NF, libnosyncfs"
   [wal_ptll]="4K WAL records, ptll + fdatasync"
+  [app_fuse]="4K appends + fdatasync, policy, FUSE"
+  [app_direct]="4K appends + fdatasync, policy, lib"
 )
 declare -A DBASE=([ow_fuse]=ow_fuse [ow_direct]=ow_fuse [fio_fuse]=fio_fuse [fio_shim]=fio_fuse
-  [wal_fuse]=wal_fuse [wal_direct]=wal_fuse [wal_ptll]=wal_fuse)
+  [wal_fuse]=wal_fuse [wal_direct]=wal_fuse [wal_ptll]=wal_fuse
+  [app_fuse]=app_fuse [app_direct]=app_fuse)
 printf '\n%-40s %12s %14s\n' "durable writes (direct access)" "ops/s" "vs FUSE NF"
 for k in "${DKEYS[@]}"; do
   m=$(median "${DIRECT[$k]:-}")
   b=$(median "${DIRECT[${DBASE[$k]}]:-}")
   if [ -z "$m" ]; then continue; fi
   printf '%-40s %12s %13sx\n' "${DLABEL[$k]}" "$m" "$(awk -v a="$m" -v b="$b" 'BEGIN { printf "%.2f", a / b }')"
+done
+
+# ---- databases -------------------------------------------------------------------
+SQLITE_TXNS=${BENCH_SQLITE_TXNS:-5000}
+DB_OPS=${BENCH_DB_OPS:-5000}
+POLICYDIR="$WORK"/nsf/db
+mkdir "$POLICYDIR"
+setfattr -n user.nosync -v all "$POLICYDIR"
+{
+  echo "PRAGMA journal_mode=WAL;"
+  echo "PRAGMA synchronous=FULL;"
+  echo "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT);"
+  for i in $(seq "$SQLITE_TXNS"); do echo "INSERT INTO t(v) VALUES('row $i of the benchmark');"; done
+} >"$WORK"/sqlite.sql
+
+now() { date +%s.%N; }
+# sqlite_rate DIR [ENV...]: commits per second of the script in a new
+# database in DIR; the database goes afterwards.
+sqlite_rate() {
+  local dir=$1 t0 t1
+  shift
+  t0=$(now)
+  env "$@" sqlite3 "$dir"/bench.sqlite <"$WORK"/sqlite.sql >/dev/null
+  t1=$(now)
+  rm -f "$dir"/bench.sqlite*
+  awk -v n="$SQLITE_TXNS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f\n", n / (b - a) }'
+}
+# rocksdb_rate DIR [ENV...]: db_bench's ops/sec for fillseq with sync=1.
+rocksdb_rate() {
+  local dir=$1
+  shift
+  env "$@" db_bench --benchmarks=fillseq --sync=1 --num="$DB_OPS" --value_size=100 \
+    --compression_type=none --threads=1 --db="$dir"/rocksdb 2>/dev/null |
+    awk '/^fillseq/ { for (i = 1; i < NF; ++i) if ($(i + 1) == "ops/sec") print $i }'
+  rm -rf "$dir"/rocksdb
+}
+
+DBTARGETS=(ptll nsf policy shim)
+db_dir_of() {
+  case $1 in
+    ptll) echo "$WORK/ptll" ;;
+    nsf) echo "$WORK/nsf/plain" ;;
+    policy | shim) echo "$POLICYDIR" ;;
+  esac
+}
+declare -A DB
+DBROWS=()
+command -v sqlite3 >/dev/null && DBROWS+=(sqlite)
+command -v db_bench >/dev/null && DBROWS+=(rocksdb)
+for _ in $(seq "$ROUNDS"); do
+  for row in "${DBROWS[@]}"; do
+    for t in "${DBTARGETS[@]}"; do
+      have "$t" || continue
+      env=()
+      [ "$t" = shim ] && env=(LD_PRELOAD="$SHIM")
+      DB[$row,$t]+="$("${row}_rate" "$(db_dir_of "$t")" "${env[@]}") "
+    done
+  done
+done
+declare -A DBLABEL=([sqlite]="SQLite WAL, synchronous=FULL" [rocksdb]="RocksDB db_bench fillseq sync=1")
+printf '\n%-34s %-9s %11s %11s %11s %11s %9s %9s %9s\n' database unit passthru_ll nosyncfs \
+  "NF policy" "policy+shim" "nsf/ptll" "pol/ptll" "shim/ptll"
+for row in "${DBROWS[@]}"; do
+  line=$(printf '%-34s %-9s' "${DBLABEL[$row]}" "$([ "$row" = sqlite ] && echo commits/s || echo writes/s)")
+  for t in "${DBTARGETS[@]}"; do line+=$(printf ' %11s' "$(median "${DB[$row,$t]:-}")"); done
+  base=$(median "${DB[$row,ptll]:-}")
+  for t in nsf policy shim; do
+    ours=$(median "${DB[$row,$t]:-}")
+    if [ -z "$ours" ] || [ -z "$base" ]; then
+      line+=$(printf ' %9s' -)
+    else
+      line+=$(awk -v a="$ours" -v b="$base" 'BEGIN { printf " %8.2fx", a / b }')
+    fi
+  done
+  echo "$line"
 done

@@ -7,6 +7,12 @@
 //   direct_bench wal-direct|wal-fd|wal-fdatasync FILE SECONDS
 //       a write-ahead log: 4 KiB records one after another from the start,
 //       wrapping at the end (nsf_write, write(2), or write(2) + fdatasync)
+//   direct_bench append-direct|append-fd DIR SECONDS
+//       durable 4 KiB appends to log files it creates in DIR (a directory
+//       with the no-fsync policy), each followed by fdatasync, as a
+//       database commits: nsf_write + nsf_fdatasync, or write(2) +
+//       fdatasync(2) through FUSE. A log that reaches 64 MiB is removed and
+//       the next one created, as a database rotates its logs.
 //
 // FILE must exist with its final size; for the direct and fd modes on
 // nosyncfs it is flagged user.nosync=all, so every write is durable on
@@ -34,11 +40,50 @@ int Usage() {
   return 2;
 }
 
+constexpr uint64_t kLogBytes = 64ull << 20;
+
+int Appends(const std::string& dir, bool direct, double seconds) {
+  std::vector<char> buf(kRecord, 'a');
+  uint64_t ops = 0, logs = 0;
+  const auto start = std::chrono::steady_clock::now();
+  const auto end = start + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    const std::string path = dir + "/log." + std::to_string(logs++);
+    const int flags = O_WRONLY | O_CREAT | O_APPEND;
+    const int fd = direct ? nsf_open(path.c_str(), flags, 0644) : ::open(path.c_str(), flags, 0644);
+    if (fd < 0) {
+      std::fprintf(stderr, "direct_bench: open %s: %s\n", path.c_str(), std::strerror(errno));
+      return 1;
+    }
+    for (uint64_t written = 0; written < kLogBytes; written += kRecord * 64) {
+      if (std::chrono::steady_clock::now() >= end) break;
+      for (int i = 0; i < 64; ++i, ++ops) {
+        std::memcpy(buf.data(), &ops, sizeof(ops));
+        const bool ok = direct ? nsf_write(fd, buf.data(), kRecord) == static_cast<ssize_t>(kRecord) &&
+                                     nsf_fdatasync(fd) == 0
+                               : ::write(fd, buf.data(), kRecord) == static_cast<ssize_t>(kRecord) &&
+                                     ::fdatasync(fd) == 0;
+        if (!ok) {
+          std::fprintf(stderr, "direct_bench: append: %s\n", std::strerror(errno));
+          return 1;
+        }
+      }
+    }
+    if (direct ? nsf_close(fd) : ::close(fd)) return 1;
+    ::unlink(path.c_str());
+  }
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%.0f\n", static_cast<double>(ops) / elapsed);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 4) return Usage();
   const std::string mode = argv[1];
+  if (mode.starts_with("append-")) return Appends(argv[2], mode == "append-direct", std::atof(argv[3]));
   const bool direct = mode.ends_with("-direct");
   const bool wal = mode.starts_with("wal-");
   const bool fdatasync_each = mode == "wal-fdatasync";

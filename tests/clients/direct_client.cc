@@ -24,11 +24,14 @@
 //   at FILE OFFSET SIZE       one nsf_pwrite of Record(0, SIZE) at OFFSET,
 //                             printing "ack 0 direct|fallback", then "done",
 //                             and waits to be killed
-//   append FILE COUNT SIZE    opens FILE O_WRONLY|O_APPEND with nsf_open and
+//   append FILE COUNT SIZE [REFRESH]
+//                             opens FILE O_WRONLY|O_APPEND with nsf_open and
 //                             appends record i (Record(i, SIZE)) for i < COUNT
 //                             with nsf_write, each followed by nsf_fdatasync,
 //                             printing "ack I direct|fallback" after each,
-//                             then "done" and waits to be killed
+//                             then "done" and waits to be killed; with
+//                             REFRESH, asks for a fresh lease (nsf_refresh)
+//                             after every REFRESH appends
 //   fuse FILE SEED            the same file through plain FUSE, forever:
 //                             open, pread, pwrite, fstat, fsync, close
 //
@@ -84,10 +87,13 @@ bool WriteRecord(uint64_t i, uint64_t size, Write write) {
   return true;
 }
 
-int Append(const char* path, uint64_t count, uint64_t size) {
+int Append(const char* path, uint64_t count, uint64_t size, uint64_t refresh) {
   int fd = nsf_open(path, O_WRONLY | O_APPEND);
   if (fd < 0) return Fail("nsf_open");
   for (uint64_t i = 0; i < count; ++i) {
+    if (refresh != 0 && i % refresh == refresh - 1 && nsf_refresh(fd) != 0) {
+      return Fail("nsf_refresh");
+    }
     bool ok = WriteRecord(i, size, [&](const std::string& rec) {
       if (nsf_write(fd, rec.data(), rec.size()) != static_cast<ssize_t>(rec.size())) {
         return Fail("nsf_write") == 0;
@@ -227,7 +233,9 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   auto num = [&](int i) { return std::strtoull(argv[i], nullptr, 0); };
   if (mode == "records" && argc == 5) return Records(argv[2], num(3), num(4));
-  if (mode == "append" && argc == 5) return Append(argv[2], num(3), num(4));
+  if (mode == "append" && (argc == 5 || argc == 6)) {
+    return Append(argv[2], num(3), num(4), argc == 6 ? num(5) : 0);
+  }
   if (mode == "at" && argc == 5) {
     const auto offset = static_cast<off_t>(num(3));
     return PwriteRecords(argv[2], 1, num(4), [offset](uint64_t) { return offset; });

@@ -8,12 +8,20 @@
 //                         with readv, preadv, preadv2, read and pread; prints
 //                         "ok" or "mismatch ...", then the library's counters
 //                         (when the shim is there) as "key value" lines
+//   nsf_shim_probe commits FILE COUNT [mmap]
+//                         a database's commits: COUNT times a 4 KiB append
+//                         (O_APPEND) and fdatasync; with mmap, the first
+//                         4 KiB are also mapped shared and writable, and one
+//                         byte is stored through the mapping before each
+//                         fdatasync; prints "ok"
 #include <dlfcn.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -29,7 +37,29 @@ std::string Bytes(char c, size_t n) { return std::string(n, c); }
 
 }  // namespace
 
+int Commits(const char* path, long count, bool map) {
+  const int fd = open(path, O_RDWR | O_APPEND);
+  if (fd < 0) return std::perror("open"), 1;
+  const std::string record(4096, 'r');
+  char* mapped = nullptr;
+  for (long i = 0; i < count; ++i) {
+    if (write(fd, record.data(), record.size()) != 4096) return std::perror("write"), 1;
+    if (map && mapped == nullptr) {
+      void* m = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (m == MAP_FAILED) return std::perror("mmap"), 1;
+      mapped = static_cast<char*>(m);
+    }
+    if (mapped != nullptr) mapped[0] = static_cast<char>('A' + i % 26);
+    if (fdatasync(fd) != 0) return std::perror("fdatasync"), 1;
+  }
+  std::printf("ok\n");
+  return close(fd) == 0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
+  if ((argc == 4 || argc == 5) && std::strcmp(argv[1], "commits") == 0) {
+    return Commits(argv[2], std::atol(argv[3]), argc == 5 && std::strcmp(argv[4], "mmap") == 0);
+  }
   if (argc != 2) {
     std::fprintf(stderr, "usage: nsf_shim_probe FILE\n");
     return 2;

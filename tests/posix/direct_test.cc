@@ -563,6 +563,44 @@ TEST_CASE("direct: appends under a directory's policy are served in place, durab
   ExpectFsckClean(v);
 }
 
+TEST_CASE("direct: a fresh lease of the appending file keeps the right to append",
+          "[direct][append]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string wal = PolicyFile(v);
+  constexpr uint64_t kCount = 100;
+  // A refresh every 10 appends (as after the shim's fallocate): the
+  // successor appends in place of the lease it replaces.
+  Client writer({"append", wal, std::to_string(kCount), std::to_string(kBlock), "10"});
+  const auto [acked, direct] = Acks(writer);
+  REQUIRE(acked == kCount);
+  CHECK(direct >= kCount - 2);
+  ExpectRecords(wal, kCount);
+}
+
+TEST_CASE("direct: fdatasync is skipped only while the appender's descriptor is the file's one "
+          "writer",
+          "[direct][append]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string wal = PolicyFile(v);
+  constexpr uint64_t kCount = 50;
+  // Alone: its syncs have nothing to do and cost nothing.
+  uint64_t before = Stat(v, "fsync_calls");
+  {
+    Client writer({"append", wal, std::to_string(kCount), std::to_string(kBlock)});
+    REQUIRE(Acks(writer).first == kCount);
+    CHECK(Stat(v, "fsync_calls") - before <= 2);
+  }
+  // With another descriptor open for writing (which could hold unflagged
+  // data, or dirty pages of a shared mapping), every sync is real.
+  Fd other = MustOpen(wal, O_RDWR);
+  before = Stat(v, "fsync_calls");
+  Client writer({"append", wal, std::to_string(kCount), std::to_string(kBlock)});
+  REQUIRE(Acks(writer).first == kCount);
+  CHECK(Stat(v, "fsync_calls") - before >= kCount);
+}
+
 TEST_CASE("direct: the size an appender published is durable in the store before its slot "
           "goes, even when a stat took it in long before",
           "[direct][append][crash]") {
@@ -667,6 +705,28 @@ TEST_CASE("direct: the shim serves writev, pwritev, pwritev2 (RWF_DSYNC) and for
   expect.replace(8192, 4096, std::string(4096, 'e'));
   CHECK(FirstMismatch(ReadFile(f).substr(0, 12288), expect) == "");
   v.Unmount();
+}
+
+TEST_CASE("direct: under the shim, fdatasync of a descriptor mapped shared and writable is real",
+          "[direct][append][shim]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string wal = PolicyFile(v);
+  const std::vector<std::string> shimmed = {"env", std::string("LD_PRELOAD=") + NSF_SHIM,
+                                            BinPath("nsf_shim_probe"), "commits", wal, "50"};
+  uint64_t before = Stat(v, "fsync_calls");
+  auto plain = RunCommand(shimmed);
+  INFO(plain.Describe());
+  REQUIRE(plain.out == "ok\n");
+  CHECK(Stat(v, "fsync_calls") - before <= 2);
+  std::vector<std::string> mapped = shimmed;
+  mapped.push_back("mmap");
+  before = Stat(v, "fsync_calls");
+  auto r = RunCommand(mapped);
+  INFO(r.Describe());
+  REQUIRE(r.out == "ok\n");
+  // The first sync may come before the mapping; every later one is real.
+  CHECK(Stat(v, "fsync_calls") - before >= 49);
 }
 
 TEST_CASE("direct: the shim asks the file system once per mount, not once per open",
