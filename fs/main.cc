@@ -264,16 +264,18 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background,
     fuse_loop_cfg_set_max_threads(cfg, 16);
     rc = fuse_session_loop_mt(se, cfg) == 0 ? 0 : 1;
     fuse_loop_cfg_destroy(cfg);
-    // No request runs any more: revoke every lease and hang up.
-    vfs.set_layout_leases(nullptr);
+    // No request runs any more: revoke every lease and hang up. The
+    // server's worker calls into the Vfs until it is joined (the folds of
+    // sizes that clients published), so the Vfs forgets it only after.
     ctx.direct = nullptr;
     direct.reset();
+    vfs.set_layout_leases(nullptr);
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
   }
-  vfs.set_layout_leases(nullptr);
   ctx.direct = nullptr;
   direct.reset();
+  vfs.set_layout_leases(nullptr);
   vfs.set_attr_invalidator(nullptr);
   fuse_session_destroy(se);
   st = vfs.Shutdown();
