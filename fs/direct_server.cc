@@ -351,9 +351,10 @@ void DirectServer::SizeFolded(uint64_t ino) {
   SizeSlots& slots = vfs_->volume().size_slots();
   // A holder cut off may store into its slot still: unnamed, the slot
   // says nothing to recovery, and no other file gets it until the holder's
-  // connection closes.
-  Status st = slot.cut_off != 0 ? slots.Retire(slot.index) : slots.Free(slot.index);
-  if (slot.cut_off != 0) retired_slots_.emplace(slot.cut_off, slot.index);
+  // connection closes (if it has closed already, it stores nothing).
+  const bool retire = slot.cut_off != nullptr && !slot.cut_off->closed;
+  Status st = retire ? slots.Retire(slot.index) : slots.Free(slot.index);
+  if (retire) retired_slots_.emplace(slot.cut_off->id, slot.index);
   if (!st.ok()) spdlog::error("direct access: cannot free the size slot of inode {}: {}", ino, st.ToString());
 }
 
@@ -468,7 +469,7 @@ void DirectServer::CutOffLocked(const std::shared_ptr<Connection>& conn) {
     ids.push_back(id);
     for (const NfLayout::Extent& e : lease->layout.extents) runs.push_back({e.device_block, e.blocks});
     if (lease->append) {
-      slots_.at(lease->ino).cut_off = conn->id;
+      slots_.at(lease->ino).cut_off = conn;
       appended.push_back(lease->ino);
     }
   }

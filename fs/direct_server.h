@@ -106,7 +106,9 @@ class DirectServer final : public LayoutLeases {
     uint32_t index = 0;
     uint64_t appender = 0;     // the lease that may append, or 0
     uint64_t seen_writes = 0;  // the slot's write count when last asked
-    uint64_t cut_off = 0;      // the appender's connection was cut off: its id
+    // The appender's connection, if it was cut off: it may store into the
+    // slot until it closes.
+    std::shared_ptr<Connection> cut_off;
   };
 
   DirectServer(Vfs* vfs, DirectAccessOptions options, std::string mountpoint);

@@ -34,8 +34,9 @@ struct NfLayout {
   // (device bytes; zeroed before an appender may write past the size).
   uint64_t tail_offset = 0, tail_length = 0;
   // fsync(2) would have nothing to do now: every byte inside the size is
-  // NF, no data or attribute waits for a sync, and exactly one descriptor
-  // of the file is open for writing (the asker's).
+  // NF, no data or attribute waits for a sync, every transaction of the
+  // file is durable, and at most one descriptor of the file is open for
+  // writing (the asker's).
   bool nothing_to_sync = false;
 };
 

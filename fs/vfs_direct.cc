@@ -28,8 +28,12 @@ NfLayout Vfs::NfLayoutLocked(const Inode& inode) const {
       layout.tail_length = bs_ - layout.size % bs_;
     }
   }
+  // As Fsync would find it: no data to persist, no attribute to commit,
+  // and every transaction of the file (its create, say) durable already.
   layout.nothing_to_sync = covered >= layout.size && (!inode.dirty || inode.dirty->empty()) &&
-                           !inode.attr_needs_sync && inode.write_opens.load() <= 1;
+                           !inode.attr_needs_sync &&
+                           volume_->durable_seq() >= inode.last_seq &&
+                           inode.write_opens.load() <= 1;
   return layout;
 }
 

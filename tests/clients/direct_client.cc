@@ -25,7 +25,7 @@
 //                             printing "ack 0 direct|fallback", then "done",
 //                             and waits to be killed
 //   append FILE COUNT SIZE [REFRESH]
-//                             opens FILE O_WRONLY|O_APPEND with nsf_open and
+//                             opens FILE O_WRONLY|O_APPEND|O_CREAT with nsf_open and
 //                             appends record i (Record(i, SIZE)) for i < COUNT
 //                             with nsf_write, each followed by nsf_fdatasync,
 //                             printing "ack I direct|fallback" after each,
@@ -88,7 +88,7 @@ bool WriteRecord(uint64_t i, uint64_t size, Write write) {
 }
 
 int Append(const char* path, uint64_t count, uint64_t size, uint64_t refresh) {
-  int fd = nsf_open(path, O_WRONLY | O_APPEND);
+  int fd = nsf_open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
   if (fd < 0) return Fail("nsf_open");
   for (uint64_t i = 0; i < count; ++i) {
     if (refresh != 0 && i % refresh == refresh - 1 && nsf_refresh(fd) != 0) {

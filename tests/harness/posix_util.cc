@@ -178,6 +178,20 @@ void SyncWholeFs(const std::string& dir) {
   REQUIRE(ErrnoOf(::fsync(fd.get())) == 0);
 }
 
+uint64_t NfBytes(const std::string& path) {
+  std::string buf(1 << 16, '\0');
+  const ssize_t n = ::getxattr(path.c_str(), "user.nosync.extents", buf.data(), buf.size());
+  INFO("getxattr user.nosync.extents of " << path);
+  REQUIRE(n >= 0);
+  std::istringstream in(buf.substr(0, static_cast<size_t>(n)));
+  uint64_t total = 0, logical = 0, length = 0, device = 0;
+  std::string flags;
+  while (in >> logical >> length >> device >> flags) {
+    if (flags == "nf") total += length;
+  }
+  return total;
+}
+
 std::map<std::string, std::string> MountStatsText(const std::string& mountpoint) {
   std::string buf(1 << 16, '\0');
   ssize_t n = ::getxattr(mountpoint.c_str(), "user.nosyncfs.stats", buf.data(), buf.size());

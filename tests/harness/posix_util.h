@@ -113,6 +113,9 @@ struct statvfs MustStatvfs(const std::string& path);
 // commits the whole file system on fsync of any directory.
 void SyncWholeFs(const std::string& dir);
 
+// The bytes of `path` its user.nosync.extents lists as NF.
+uint64_t NfBytes(const std::string& path);
+
 // The daemon's statistics (the user.nosyncfs.stats xattr of the mount's
 // root, "key value" lines): FUSE requests by opcode ("requests_write"), and
 // counters such as "device_persists". Reading them is itself one GETXATTR

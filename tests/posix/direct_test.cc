@@ -621,6 +621,70 @@ TEST_CASE("direct: the size an appender published is durable in the store before
   ExpectFsckClean(v);
 }
 
+// Every "ack I ..." line the client printed, to its end: how many.
+uint64_t AcksToEof(Client& c) {
+  uint64_t acked = 0;
+  for (std::string line = c.Line(); !line.empty(); line = c.Line()) {
+    acked += line.rfind("ack ", 0) == 0 && (Contains(line, " direct") || Contains(line, " fallback"));
+  }
+  return acked;
+}
+
+TEST_CASE("direct: kill -9 in a loop: appends to logs created under the policy and overwrites "
+          "are there after every power loss, and nothing past them",
+          "[direct][append][persistence][crash]") {
+  TestVolume v;
+  v.Mount(kDirect);
+  const std::string dir = v.Path("db");
+  REQUIRE(mkdir(dir.c_str(), 0755) == 0);
+  SetNosync(dir, "all");
+  SyncWholeFs(v.mountpoint());  // the directory; the logs are the clients'
+  constexpr int kRounds = 8;
+  constexpr uint64_t kOverwrites = 128;
+  std::mt19937 rng(42);
+  for (int round = 0; round < kRounds; ++round) {
+    INFO("round " << round);
+    const std::string log = dir + "/log." + std::to_string(round);
+    const std::string ow = v.Path("ow." + std::to_string(round));
+    {
+      Fd fd = MustOpen(ow, O_RDWR | O_CREAT, 0644);
+      REQUIRE(ftruncate(fd.get(), static_cast<off_t>(kOverwrites * kBlock)) == 0);
+    }
+    SetNosync(ow, "all");
+    SyncWholeFs(v.mountpoint());
+    Client appender({"append", log, "100000", std::to_string(kBlock)});
+    Client writer({"records", ow, std::to_string(kOverwrites), std::to_string(kBlock)});
+    // Power loss somewhere in both streams.
+    const uint64_t appends = 1 + rng() % 400, overwrites = 1 + rng() % kOverwrites;
+    for (uint64_t i = 0; i < appends; ++i) REQUIRE(appender.LineStarting("ack ") != "");
+    for (uint64_t i = 0; i < overwrites; ++i) REQUIRE(writer.LineStarting("ack ") != "");
+    v.SigkillDaemon();
+    appender.Kill(SIGKILL);
+    writer.Kill(SIGKILL);
+    const uint64_t acked = appends + AcksToEof(appender);
+    const uint64_t written = overwrites + AcksToEof(writer);
+    v.ClearDeadMount();
+    v.Mount(kDirect);
+    // Every acknowledged append, and at most the one in flight: the size
+    // never covers a record that was not written whole.
+    struct stat st;
+    REQUIRE(stat(log.c_str(), &st) == 0);
+    const uint64_t records = static_cast<uint64_t>(st.st_size) / kBlock;
+    CHECK(static_cast<uint64_t>(st.st_size) % kBlock == 0);
+    CHECK(records >= acked);
+    CHECK(records <= acked + 1);
+    CHECK(NfBytes(log) >= static_cast<uint64_t>(st.st_size));  // NF, as created
+    ExpectRecords(log, records);
+    Fd fd = MustOpen(ow, O_RDONLY);
+    for (uint64_t i = 0; i < std::min(written, kOverwrites); ++i) {
+      INFO("overwrite " << i);
+      CHECK(FirstMismatch(MustPread(fd.get(), kBlock, i * kBlock), Record(i, kBlock)) == "");
+    }
+  }
+  v.Unmount();
+  ExpectFsckClean(v);
+}
+
 TEST_CASE("direct: an append past the size leaves zeros between, whatever a truncate left in "
           "the last block",
           "[direct][append]") {
@@ -846,8 +910,8 @@ TEST_CASE("direct: a malformed message makes the daemon hang up on that client a
   CHECK(hung_up_after({"ab"}));
   CHECK(hung_up_after({bytes(nsf_msg_hello{NSF_MSG_HELLO, 99})}));
   CHECK(hung_up_after({hello, hello}));
-  CHECK(hung_up_after({bytes(nsf_msg_lease{NSF_MSG_LEASE, 0, 1})}));  // before HELLO
-  CHECK(hung_up_after({hello, bytes(nsf_msg_lease{NSF_MSG_LEASE, 0, 1})}));  // no fd
+  CHECK(hung_up_after({bytes(nsf_msg_lease{NSF_MSG_LEASE, 0, 1, 0})}));  // before HELLO
+  CHECK(hung_up_after({hello, bytes(nsf_msg_lease{NSF_MSG_LEASE, 0, 1, 0})}));  // no fd
   CHECK(hung_up_after({hello, bytes(nsf_msg_ack{99, 0, 1})}));
   CHECK(hung_up_after({hello, std::string(1000, 'x')}));
   // The daemon serves on.
