@@ -64,9 +64,6 @@ struct File {
   // Attached with no NF extent: after its first write the library waits
   // for a lease (a policy directory's file gets its NF space then).
   std::atomic<bool> ask_after_first_write{false};
-  // Mapped shared and writable (the shim sees mmap): the kernel may hold
-  // dirty pages of it that only a real fsync writes back.
-  std::atomic<bool> mapped_writable{false};
   off_t position = 0;
 
   // The drain: bounded by one memcpy and persist per data call in flight,

@@ -15,9 +15,12 @@ __attribute__((visibility("default"))) int nsf_internal_attached(int fd);
 /* Hands an attached descriptor's position (which the library keeps) to the
  * kernel, as before a dup: the copy starts where the original is. */
 __attribute__((visibility("default"))) void nsf_internal_sync_position(int fd);
-// The shim saw the descriptor mapped shared and writable: its syncs are
-// real from now on.
-__attribute__((visibility("default"))) void nsf_internal_mapped_writable(int fd);
+/* The program is about to map the descriptor: it is detached (its calls go
+ * to the kernel from now on, coherent with the mapping's pages, and its
+ * syncs are real), and the kernel's size of the file is brought up to
+ * what appenders published (a fault past the size the kernel knows is a
+ * SIGBUS). */
+__attribute__((visibility("default"))) void nsf_internal_mapping(int fd);
 
 /* The shim passed a call that may change an attached file's layout or
  * size (ftruncate, fallocate) to the kernel: ask for a fresh lease now,

@@ -609,7 +609,6 @@ namespace {
 
 // Whether fsync(2) of f would have nothing to do (nsf_fsync).
 bool NothingToSync(File* f) {
-  if (f->mapped_writable.load(std::memory_order_relaxed)) return false;
   f->inflight.fetch_add(1);
   const Lease* lease = f->lease.load();
   const bool nothing = lease != nullptr && lease->synced && lease->append &&
@@ -738,8 +737,13 @@ void nsf_internal_layout_changed(int fd) {
   if (File* f = Find(fd)) AskQuietly(f, /*wait=*/false, /*fresh=*/true);
 }
 
-void nsf_internal_mapped_writable(int fd) {
-  if (File* f = Find(fd)) f->mapped_writable.store(true);
+void nsf_internal_mapping(int fd) {
+  File* f = TakeOut(fd);
+  if (f == nullptr) return;
+  const int saved = errno;
+  Drop(f, true);
+  sys::refresh_attributes(fd);
+  errno = saved;
 }
 
 void nsf_internal_sync_position(int fd) {

@@ -80,9 +80,10 @@ ssize_t nsf_pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t offset, 
  * granted nothing waited for a sync and no other descriptor of the file
  * was open for writing (the daemon revokes the lease when one opens, and
  * before any change fsync would have to make durable). Otherwise they are
- * the system calls. A program that maps an attached descriptor shared and
- * writable with mmap(2) itself (not through the shim, which sees it) must
- * call fsync(2), not these: dirty pages of its mapping are the kernel's. */
+ * the system calls. Detach a descriptor (nsf_detach) before mapping it
+ * with mmap(2): a mapping's pages are the kernel's (only fsync(2) writes
+ * back what is stored through them), and a fault past the size the kernel
+ * last saw (a stat refreshes it) is a SIGBUS. The shim does this itself. */
 int nsf_fsync(int fd);
 int nsf_fdatasync(int fd);
 

@@ -285,22 +285,23 @@ NSF_INTERPOSE int fdatasync(int fd) {
   return NEXT(SyncFn, fdatasync)(fd);
 }
 
-// Pages of a shared writable mapping are dirtied behind the library's
-// back, and only a real fsync writes them back.
+// A mapped file's pages are the kernel's: stores through a shared mapping
+// dirty them behind the library's back (only a real fsync writes them
+// back), and direct writes would bypass what a mapping shows. So a
+// descriptor is detached before it is mapped, any way (SQLite maps its
+// -shm file right after extending it with writes that went direct).
 namespace {
-void NoteMapping(int prot, int flags, int fd) {
-  if ((prot & PROT_WRITE) && (flags & MAP_SHARED) && nsf_internal_attached(fd)) {
-    nsf_internal_mapped_writable(fd);
-  }
+void NoteMapping(int fd) {
+  if (fd >= 0 && nsf_internal_attached(fd)) nsf_internal_mapping(fd);
 }
 }  // namespace
 
 NSF_INTERPOSE void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t off) {
-  NoteMapping(prot, flags, fd);
+  NoteMapping(fd);
   return NEXT(MmapFn, mmap)(addr, length, prot, flags, fd, off);
 }
 NSF_INTERPOSE void* mmap64(void* addr, size_t length, int prot, int flags, int fd, off64_t off) {
-  NoteMapping(prot, flags, fd);
+  NoteMapping(fd);
   return NEXT(MmapFn, mmap64)(addr, length, prot, flags, fd, off);
 }
 

@@ -276,23 +276,27 @@ setfattr -n user.nosync -v all "$POLICYDIR"
 now() { date +%s.%N; }
 # sqlite_rate DIR [ENV...]: commits per second of the script in a new
 # database in DIR; the database goes afterwards.
+# A run that fails, or leaves fewer rows, gives no figure: the bench stops.
 sqlite_rate() {
-  local dir=$1 t0 t1
+  local dir=$1 t0 t1 rows
   shift
   t0=$(now)
-  env "$@" sqlite3 "$dir"/bench.sqlite <"$WORK"/sqlite.sql >/dev/null
+  env "$@" sqlite3 "$dir"/bench.sqlite <"$WORK"/sqlite.sql >/dev/null || return 1
   t1=$(now)
+  rows=$(sqlite3 "$dir"/bench.sqlite 'SELECT count(*) FROM t') || return 1
   rm -f "$dir"/bench.sqlite*
+  [ "$rows" = "$SQLITE_TXNS" ] || return 1
   awk -v n="$SQLITE_TXNS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f\n", n / (b - a) }'
 }
 # rocksdb_rate DIR [ENV...]: db_bench's ops/sec for fillseq with sync=1.
 rocksdb_rate() {
-  local dir=$1
+  local dir=$1 out
   shift
-  env "$@" db_bench --benchmarks=fillseq --sync=1 --num="$DB_OPS" --value_size=100 \
-    --compression_type=none --threads=1 --db="$dir"/rocksdb 2>/dev/null |
-    awk '/^fillseq/ { for (i = 1; i < NF; ++i) if ($(i + 1) == "ops/sec") print $i }'
+  out=$(env "$@" db_bench --benchmarks=fillseq --sync=1 --num="$DB_OPS" --value_size=100 \
+    --compression_type=none --threads=1 --db="$dir"/rocksdb 2>/dev/null) || return 1
   rm -rf "$dir"/rocksdb
+  awk '/^fillseq/ { for (i = 1; i < NF; ++i) if ($(i + 1) == "ops/sec") { print $i; found = 1 } }
+       END { exit !found }' <<<"$out"
 }
 
 DBTARGETS=(ptll nsf policy shim)
@@ -313,7 +317,9 @@ for _ in $(seq "$ROUNDS"); do
       have "$t" || continue
       env=()
       [ "$t" = shim ] && env=(LD_PRELOAD="$SHIM")
-      DB[$row,$t]+="$("${row}_rate" "$(db_dir_of "$t")" "${env[@]}") "
+      rate=$("${row}_rate" "$(db_dir_of "$t")" "${env[@]}") ||
+        { echo "bench: $row on $t failed: no figure" >&2; exit 1; }
+      DB[$row,$t]+="$rate "
     done
   done
 done

@@ -10,10 +10,11 @@
 //                         (when the shim is there) as "key value" lines
 //   nsf_shim_probe commits FILE COUNT [mmap]
 //                         a database's commits: COUNT times a 4 KiB append
-//                         (O_APPEND) and fdatasync; with mmap, the first
-//                         4 KiB are also mapped shared and writable, and one
+//                         (O_APPEND) and fdatasync; with mmap, after the
+//                         fourth commit all that was appended is mapped
+//                         shared and writable (its last byte read), and one
 //                         byte is stored through the mapping before each
-//                         fdatasync; prints "ok"
+//                         later fdatasync; prints "ok"
 #include <dlfcn.h>
 #include <sys/mman.h>
 #include <fcntl.h>
@@ -44,10 +45,16 @@ int Commits(const char* path, long count, bool map) {
   char* mapped = nullptr;
   for (long i = 0; i < count; ++i) {
     if (write(fd, record.data(), record.size()) != 4096) return std::perror("write"), 1;
-    if (map && mapped == nullptr) {
-      void* m = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map && mapped == nullptr && (i == 3 || i + 1 == count)) {
+      // All it appended so far, which went direct: the last page faults
+      // only if the kernel knows the size.
+      const off_t end = lseek(fd, 0, SEEK_CUR);  // where the last append ended
+      if (end <= 0) return std::perror("lseek"), 1;
+      const size_t length = static_cast<size_t>(end);
+      void* m = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
       if (m == MAP_FAILED) return std::perror("mmap"), 1;
       mapped = static_cast<char*>(m);
+      if (mapped[length - 1] != 'r') return std::fprintf(stderr, "mapped tail wrong\n"), 1;
     }
     if (mapped != nullptr) mapped[0] = static_cast<char>('A' + i % 26);
     if (fdatasync(fd) != 0) return std::perror("fdatasync"), 1;

@@ -23,6 +23,12 @@ ClientProcess::ClientProcess(const std::vector<std::string>& args,
   std::vector<std::string> argv = prefix;
   argv.push_back(BinPath("nsf_direct_client"));
   argv.insert(argv.end(), args.begin(), args.end());
+  Start(std::move(argv));
+}
+
+ClientProcess::ClientProcess(const Program& program) { Start(program.argv); }
+
+void ClientProcess::Start(std::vector<std::string> argv) {
   int fds[2];
   REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
   posix_spawn_file_actions_t actions;

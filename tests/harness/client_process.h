@@ -19,6 +19,11 @@ class ClientProcess {
   // it starts.
   explicit ClientProcess(const std::vector<std::string>& args,
                          const std::vector<std::string>& prefix = {});
+  // Starts another program: argv as it is (argv[0] looked up in PATH).
+  struct Program {
+    std::vector<std::string> argv;
+  };
+  explicit ClientProcess(const Program& program);
   ~ClientProcess();
   ClientProcess(const ClientProcess&) = delete;
   ClientProcess& operator=(const ClientProcess&) = delete;
@@ -45,6 +50,8 @@ class ClientProcess {
   int out_ = -1;
   std::string buffered_;
   std::vector<std::string> lines_;
+
+  void Start(std::vector<std::string> argv);
 };
 
 }  // namespace nosyncfs::test
