@@ -306,6 +306,8 @@ class Vfs {
   Status GrantLayout(uint64_t ino, const std::function<void(const NfLayout&)>& grant);
   // A write lease on ino is about to be granted to `who`: its set-ID
   // bits go now, as for a write of its (KillSetIdOnModify), committed.
+  // ENODATA, with the bits left alone, when the file has no NF extent to
+  // lease.
   Status BeforeDirectWrites(uint64_t ino, const Modifier& who);
   // A write lease of `who` on ino ended (wrote: it wrote through it): the
   // size its appends published becomes durable in the store (its slot can

@@ -66,6 +66,9 @@ Status Vfs::BeforeDirectWrites(uint64_t ino, const Modifier& who) {
   {
     std::unique_lock lock(inode->mu);
     NSF_RETURN_IF_ERROR(CheckAlive(*inode));
+    // A file without NF blocks gets no lease (GrantLayout would find no
+    // extent): nothing will be written through one, and its bits stay.
+    if (NosyncBlocks(*inode).empty()) return Status::Error(ENODATA, "the file has no NF extent");
     if (!KillSetIdOnModify(inode.get(), who)) return Status::Ok();
     NSF_RETURN_IF_ERROR(Commit(Transaction{}, {inode.get()}, false));
   }

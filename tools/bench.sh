@@ -24,16 +24,21 @@
 # Ratios are against the FUSE NF write of the same workload. Then durable
 # 4 KiB appends (write + fdatasync per record, as a database commits) to
 # log files created at run time in a directory with the no-fsync policy:
-# through the library against the same through FUSE.
+# through the library against the same through FUSE. Last, what coherence
+# with direct writes costs a reader through FUSE: fio's 4 KiB sequential
+# and random reads of the NF file while another process holds a write
+# lease on it (each read(2) then asks for the attributes first), against
+# the same reads with no lease held.
 #
 # Then databases, a third table: SQLite (the sqlite3 program:
 # journal_mode=WAL, synchronous=FULL, BENCH_SQLITE_TXNS single-row insert
-# transactions, default 5000) and RocksDB's db_bench (fillseq with sync=1,
+# transactions, default 20000) and RocksDB's db_bench (fillseq with sync=1,
 # every write durable before it returns, BENCH_DB_OPS writes, default
-# 5000), each on passthrough_ll over tmpfs, on nosyncfs without flags, on
-# nosyncfs in a directory with the no-fsync policy through FUSE, and the
-# same under the LD_PRELOAD shim. Commits (or writes) per second, and
-# ratios to passthrough_ll.
+# 20000), each on kernel tmpfs (no FUSE and no durability: the ceiling),
+# on passthrough_ll over tmpfs, on nosyncfs without flags, on nosyncfs in a
+# directory with the no-fsync policy through FUSE, and the same under the
+# LD_PRELOAD shim. Commits (or writes) per second, ratios to
+# passthrough_ll, and the shim's to tmpfs.
 #
 # Each figure is the median of BENCH_ROUNDS runs (default 3), the targets
 # taking turns, so that the shared machine's drift spreads over all of them.
@@ -220,8 +225,28 @@ fio_iops() {  # FILE [ENV...]: fio psync 4K random writes, prints IOPS
     --size=64m --time_based --runtime="$RUNTIME" --output-format=terse --terse-version=3 |
     awk -F';' -v f=$FIELD_IOPS_W '{ printf "%.0f\n", $f }'
 }
+fio_read_iops() {  # FILE RW: fio psync 4K reads through FUSE (read or randread), prints IOPS
+  fio --name=job --filename="$1" --ioengine=psync --rw="$2" --bs=4k --size=64m --time_based \
+    --runtime="$RUNTIME" --output-format=terse --terse-version=3 |
+    awk -F';' -v f=$FIELD_IOPS_R '{ printf "%.0f\n", $f }'
+}
+# fio_read_leased FILE RW: the same while another process holds a write
+# lease on FILE (every read then asks for the attributes first: what the
+# coherence with direct writes costs the FUSE read path).
+fio_read_leased() {
+  local holder out
+  out=$(mktemp "$WORK"/hold.XXXXXX)
+  "$BIN"/nsf_direct_client hold "$1" >"$out" &
+  holder=$!
+  for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.05; done
+  grep -qx leased "$out" || { kill "$holder"; echo "bench: no write lease on $1" >&2; return 1; }
+  fio_read_iops "$@"
+  kill "$holder"
+  wait "$holder" 2>/dev/null || true
+}
 declare -A DIRECT
-DKEYS=(ow_fuse ow_direct fio_fuse fio_shim wal_fuse wal_direct wal_ptll app_fuse app_direct)
+DKEYS=(ow_fuse ow_direct fio_fuse fio_shim wal_fuse wal_direct wal_ptll app_fuse app_direct
+  rd_seq rd_seq_leased rd_rand rd_rand_leased)
 APPDIR="$WORK"/nsf/applog
 mkdir "$APPDIR"
 setfattr -n user.nosync -v all "$APPDIR"
@@ -237,6 +262,10 @@ for _ in $(seq "$ROUNDS"); do
   fi
   DIRECT[app_fuse]+="$("$BIN"/direct_bench append-fd "$APPDIR" "$RUNTIME") "
   DIRECT[app_direct]+="$("$BIN"/direct_bench append-direct "$APPDIR" "$RUNTIME") "
+  DIRECT[rd_seq]+="$(fio_read_iops "$NFFILE" read) "
+  DIRECT[rd_seq_leased]+="$(fio_read_leased "$NFFILE" read) "
+  DIRECT[rd_rand]+="$(fio_read_iops "$NFFILE" randread) "
+  DIRECT[rd_rand_leased]+="$(fio_read_leased "$NFFILE" randread) "
 done
 declare -A DLABEL=(
   [ow_fuse]="4K random overwrite, NF, through FUSE"
@@ -248,11 +277,16 @@ declare -A DLABEL=(
   [wal_ptll]="4K WAL records, ptll + fdatasync"
   [app_fuse]="4K appends + fdatasync, policy, FUSE"
   [app_direct]="4K appends + fdatasync, policy, lib"
+  [rd_seq]="FUSE 4K seq read, NF file"
+  [rd_seq_leased]="FUSE 4K seq read, write-leased"
+  [rd_rand]="FUSE 4K rand read, NF file"
+  [rd_rand_leased]="FUSE 4K rand read, write-leased"
 )
 declare -A DBASE=([ow_fuse]=ow_fuse [ow_direct]=ow_fuse [fio_fuse]=fio_fuse [fio_shim]=fio_fuse
   [wal_fuse]=wal_fuse [wal_direct]=wal_fuse [wal_ptll]=wal_fuse
-  [app_fuse]=app_fuse [app_direct]=app_fuse)
-printf '\n%-40s %12s %14s\n' "durable writes (direct access)" "ops/s" "vs FUSE NF"
+  [app_fuse]=app_fuse [app_direct]=app_fuse
+  [rd_seq]=rd_seq [rd_seq_leased]=rd_seq [rd_rand]=rd_rand [rd_rand_leased]=rd_rand)
+printf '\n%-40s %12s %14s\n' "direct access (reads: FUSE, leased or not)" "ops/s" "vs FUSE"
 for k in "${DKEYS[@]}"; do
   m=$(median "${DIRECT[$k]:-}")
   b=$(median "${DIRECT[${DBASE[$k]}]:-}")
@@ -261,8 +295,8 @@ for k in "${DKEYS[@]}"; do
 done
 
 # ---- databases -------------------------------------------------------------------
-SQLITE_TXNS=${BENCH_SQLITE_TXNS:-5000}
-DB_OPS=${BENCH_DB_OPS:-5000}
+SQLITE_TXNS=${BENCH_SQLITE_TXNS:-20000}
+DB_OPS=${BENCH_DB_OPS:-20000}
 POLICYDIR="$WORK"/nsf/db
 mkdir "$POLICYDIR"
 setfattr -n user.nosync -v all "$POLICYDIR"
@@ -299,9 +333,10 @@ rocksdb_rate() {
        END { exit !found }' <<<"$out"
 }
 
-DBTARGETS=(ptll nsf policy shim)
+DBTARGETS=(tmpfs ptll nsf policy shim)
 db_dir_of() {
   case $1 in
+    tmpfs) echo "$WORK/tmpfs" ;;
     ptll) echo "$WORK/ptll" ;;
     nsf) echo "$WORK/nsf/plain" ;;
     policy | shim) echo "$POLICYDIR" ;;
@@ -324,14 +359,14 @@ for _ in $(seq "$ROUNDS"); do
   done
 done
 declare -A DBLABEL=([sqlite]="SQLite WAL, synchronous=FULL" [rocksdb]="RocksDB db_bench fillseq sync=1")
-printf '\n%-34s %-9s %11s %11s %11s %11s %9s %9s %9s\n' database unit passthru_ll nosyncfs \
-  "NF policy" "policy+shim" "nsf/ptll" "pol/ptll" "shim/ptll"
+printf '\n%-34s %-9s %11s %11s %11s %11s %11s %9s %9s %9s %10s\n' database unit tmpfs \
+  passthru_ll nosyncfs "NF policy" "policy+shim" "nsf/ptll" "pol/ptll" "shim/ptll" "shim/tmpfs"
 for row in "${DBROWS[@]}"; do
   line=$(printf '%-34s %-9s' "${DBLABEL[$row]}" "$([ "$row" = sqlite ] && echo commits/s || echo writes/s)")
   for t in "${DBTARGETS[@]}"; do line+=$(printf ' %11s' "$(median "${DB[$row,$t]:-}")"); done
-  base=$(median "${DB[$row,ptll]:-}")
-  for t in nsf policy shim; do
-    ours=$(median "${DB[$row,$t]:-}")
+  for pair in nsf:ptll policy:ptll shim:ptll shim:tmpfs; do
+    ours=$(median "${DB[$row,${pair%:*}]:-}")
+    base=$(median "${DB[$row,${pair#*:}]:-}")
     if [ -z "$ours" ] || [ -z "$base" ]; then
       line+=$(printf ' %9s' -)
     else

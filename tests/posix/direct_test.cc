@@ -286,6 +286,23 @@ TEST_CASE("direct: only the users and groups of direct= get direct access", "[di
     // root is not on that list.
     CHECK(ErrnoOf(nsf_open(f.c_str(), O_RDWR)) == EPERM);
   }
+  SECTION("a writer's lease takes the set-ID bits, as its write would; a refusal leaves them") {
+    v.Mount("emulate=strict,direct=@65534");
+    const std::vector<std::string> as_nobody = {"setpriv", "--reuid=65534", "--regid=65534",
+                                                "--clear-groups"};
+    const std::string plain = v.Path("plain");
+    WriteFile(plain, "#!/bin/sh\n");
+    MakeNfFile(f, 64 * 1024, 1);
+    for (const std::string& file : {plain, f}) REQUIRE(chmod(file.c_str(), 06777) == 0);
+    {
+      Client nobody({"hold", plain}, as_nobody);
+      CHECK(nobody.Line() == "no-lease");  // nothing NF to lease
+    }
+    CHECK((MustStat(plain).st_mode & 07777) == 06777);
+    Client nobody({"hold", f}, as_nobody);
+    CHECK(nobody.Line() == "leased");
+    CHECK((MustStat(f).st_mode & 07777) == 0777);
+  }
   SECTION("bad direct= and lease_break= values fail the mount") {
     for (const char* opt : {"direct=no_such_group_here", "direct=@no_such_user_here", "direct=",
                             "direct=root,lease_break=0", "direct=root,ro"}) {
