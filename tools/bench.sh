@@ -40,18 +40,20 @@
 # LD_PRELOAD shim. Commits (or writes) per second, ratios to
 # passthrough_ll, and the shim's to tmpfs.
 #
-# Each figure is the median of BENCH_ROUNDS runs (default 3), the targets
-# taking turns, so that the shared machine's drift spreads over all of them.
+# Each figure is the median of BENCH_ROUNDS runs (default 5), the targets
+# taking turns, so that the shared machine's drift spreads over all of them,
+# followed by its spread: half the range of the runs, in percent of the
+# median. A difference smaller than the spreads is drift, not a change.
 #
 # Environment: BENCH_ROUNDS, BENCH_RUNTIME (seconds per fio run, default
-# 4), BENCH_DIR (where the images and mounts live, default /dev/shm),
+# 3), BENCH_DIR (where the images and mounts live, default /dev/shm),
 # BENCH_SQLITE_TXNS, BENCH_DB_OPS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh >/dev/null
 BIN=$PWD/build/bin
-RUNTIME=${BENCH_RUNTIME:-4}
-ROUNDS=${BENCH_ROUNDS:-3}
+RUNTIME=${BENCH_RUNTIME:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 WORK=$(mktemp -d "${BENCH_DIR:-/dev/shm}/nosyncfs-bench.XXXXXX")
 MOUNTS=()
 
@@ -153,6 +155,19 @@ median() {
   # shellcheck disable=SC2086  # one word per figure
   printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
+# spread FIGURES: how far the rounds are apart, as "±P%": half their
+# range, in percent of their median. Two figures whose medians differ by
+# less than their spreads are the machine's drift, not a change.
+spread() {
+  [ -n "${1// /}" ] || return 0
+  # shellcheck disable=SC2086  # one word per figure
+  printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 }
+    END { m = v[int((NR + 1) / 2)]; if (m > 0) printf "±%.0f%%\n", (v[NR] - v[1]) / 2 / m * 100 }'
+}
+# cell FIGURES: one column of a table: the median, then the spread.
+cell() { printf ' %11s %-5s' "$(median "$1")" "$(spread "$1")"; }
+# head_cell NAME: that column's heading.
+head_cell() { printf ' %11s %-5s' "$1" ""; }
 
 # Metadata first, on fresh mounts; five rounds whatever BENCH_ROUNDS says
 # (they are short, and the noisiest).
@@ -165,7 +180,8 @@ for _ in $(seq 5); do
 done
 
 TIMED=(--time_based --runtime="$RUNTIME")
-echo "running (about $(((RUNTIME + 2) * 4 * 8 * ROUNDS / 60 + 1)) minutes) ..." >&2
+# fio: 8 rows of 4 targets; direct access: 13 runs; databases: about 15 s.
+echo "running (about $(((ROUNDS * ((RUNTIME + 2) * 32 + (RUNTIME + 1) * 13 + 15) + 30) / 60 + 1)) minutes) ..." >&2
 row seqw "4K seq write (no fsync)" "IOPS" $FIELD_IOPS_W 1 \
   seqw_lat "4K seq write (no fsync): latency" -- \
   --rw=write --bs=4k --size=64m "${TIMED[@]}"
@@ -192,12 +208,12 @@ for r in "${ROWS[@]}"; do
   key=${r%%|*}
   for t in "${TARGETS[@]}"; do MEDIAN[$key,$t]=$(median "${RESULT[$key,$t]:-}"); done
 done
-printf '\n%-36s %-6s %11s %11s %11s %11s %9s %9s\n' workload unit tmpfs passthru_ll \
-  nosyncfs "nosyncfs NF" "nsf/ptll" "NF/ptll"
+printf '\n%-36s %-6s%s%s%s%s %9s %9s\n' workload unit "$(head_cell tmpfs)" \
+  "$(head_cell passthru_ll)" "$(head_cell nosyncfs)" "$(head_cell "nosyncfs NF")" "nsf/ptll" "NF/ptll"
 for r in "${ROWS[@]}"; do
   IFS='|' read -r key label unit <<<"$r"
   line=$(printf '%-36s %-6s' "$label" "$unit")
-  for t in "${TARGETS[@]}"; do line+=$(printf ' %11s' "${MEDIAN[$key,$t]:--}"); done
+  for t in "${TARGETS[@]}"; do line+=$(cell "${RESULT[$key,$t]:-}"); done
   for t in nsf nf; do
     ours=${MEDIAN[$key,$t]:-} base=${MEDIAN[$key,ptll]:-}
     if [ -z "$ours" ] || [ -z "$base" ]; then
@@ -286,12 +302,14 @@ declare -A DBASE=([ow_fuse]=ow_fuse [ow_direct]=ow_fuse [fio_fuse]=fio_fuse [fio
   [wal_fuse]=wal_fuse [wal_direct]=wal_fuse [wal_ptll]=wal_fuse
   [app_fuse]=app_fuse [app_direct]=app_fuse
   [rd_seq]=rd_seq [rd_seq_leased]=rd_seq [rd_rand]=rd_rand [rd_rand_leased]=rd_rand)
-printf '\n%-40s %12s %14s\n' "direct access (reads: FUSE, leased or not)" "ops/s" "vs FUSE"
+printf '\n%-40s%s %9s\n' "direct access (reads: FUSE, leased or not)" "$(head_cell ops/s)" \
+  "vs FUSE"
 for k in "${DKEYS[@]}"; do
   m=$(median "${DIRECT[$k]:-}")
   b=$(median "${DIRECT[${DBASE[$k]}]:-}")
   if [ -z "$m" ]; then continue; fi
-  printf '%-40s %12s %13sx\n' "${DLABEL[$k]}" "$m" "$(awk -v a="$m" -v b="$b" 'BEGIN { printf "%.2f", a / b }')"
+  printf '%-40s%s %8sx\n' "${DLABEL[$k]}" "$(cell "${DIRECT[$k]}")" \
+    "$(awk -v a="$m" -v b="$b" 'BEGIN { printf "%.2f", a / b }')"
 done
 
 # ---- databases -------------------------------------------------------------------
@@ -359,11 +377,12 @@ for _ in $(seq "$ROUNDS"); do
   done
 done
 declare -A DBLABEL=([sqlite]="SQLite WAL, synchronous=FULL" [rocksdb]="RocksDB db_bench fillseq sync=1")
-printf '\n%-34s %-9s %11s %11s %11s %11s %11s %9s %9s %9s %10s\n' database unit tmpfs \
-  passthru_ll nosyncfs "NF policy" "policy+shim" "nsf/ptll" "pol/ptll" "shim/ptll" "shim/tmpfs"
+printf '\n%-34s %-9s%s%s%s%s%s %9s %9s %9s %10s\n' database unit "$(head_cell tmpfs)" \
+  "$(head_cell passthru_ll)" "$(head_cell nosyncfs)" "$(head_cell "NF policy")" \
+  "$(head_cell policy+shim)" "nsf/ptll" "pol/ptll" "shim/ptll" "shim/tmpfs"
 for row in "${DBROWS[@]}"; do
   line=$(printf '%-34s %-9s' "${DBLABEL[$row]}" "$([ "$row" = sqlite ] && echo commits/s || echo writes/s)")
-  for t in "${DBTARGETS[@]}"; do line+=$(printf ' %11s' "$(median "${DB[$row,$t]:-}")"); done
+  for t in "${DBTARGETS[@]}"; do line+=$(cell "${DB[$row,$t]:-}"); done
   for pair in nsf:ptll policy:ptll shim:ptll shim:tmpfs; do
     ours=$(median "${DB[$row,${pair%:*}]:-}")
     base=$(median "${DB[$row,${pair#*:}]:-}")
