@@ -17,7 +17,7 @@
 #include "client/protocol.h"
 #include "fs/credentials.h"
 #include "fs/direct_server.h"
-#include "fs/fuse_channel.h"
+#include "fs/transport/fuse_channel.h"
 #include "fs/ioctl.h"
 #include "fs/remount.h"
 #include "fs/vfs.h"
@@ -101,6 +101,7 @@ std::string StatsText(FuseContext* ctx) {
   struct mallinfo2 heap = mallinfo2();
   out += "heap_bytes " + std::to_string(heap.uordblks + heap.hblkhd) + "\n";
   if (ctx->direct != nullptr) out += ctx->direct->StatsText();
+  out += TransportStatsText();
   out += ctx->stats.Format();
   return out;
 }

@@ -1,7 +1,7 @@
 // The FUSE low-level operations table for a Vfs.
 #pragma once
 
-#include "fs/fuse_channel.h"
+#include "fs/transport/fuse_channel.h"
 
 struct fuse_lowlevel_ops;
 struct fuse_session;

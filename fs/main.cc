@@ -25,7 +25,7 @@
 #include "base/crash_point.h"
 #include "base/progress.h"
 #include "extent/device.h"
-#include "fs/fuse_channel.h"
+#include "fs/transport/fuse_channel.h"
 #include "fs/fuse_ops.h"
 #include "fs/mountinfo.h"
 #include "fs/shared_mount.h"
@@ -246,7 +246,7 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background,
   } else if (fuse_session_mount(se, mo.mountpoint.c_str()) != 0) {
     reporter->Fail("cannot mount on " + mo.mountpoint + " (is /dev/fuse available?)");
     fuse_remove_signal_handlers(se);
-  } else if (int err = AttachFuseChannel(se, &ctx.stats,
+  } else if (int err = AttachFuseChannel(se, &ctx.stats, mo.transport,
                                          [&] { RaiseReadahead(real_mountpoint); });
              err != 0) {
     reporter->Fail(std::string("cannot attach to the FUSE channel: ") + std::strerror(-err));
@@ -264,6 +264,8 @@ int Serve(const MountOptions& mo, StartupReporter* reporter, bool background,
     fuse_loop_cfg_set_max_threads(cfg, 16);
     rc = fuse_session_loop_mt(se, cfg) == 0 ? 0 : 1;
     fuse_loop_cfg_destroy(cfg);
+    // The rings' threads too: the requests they are processing finish.
+    DetachFuseChannel();
     // No request runs any more: revoke every lease and hang up. The
     // server's worker calls into the Vfs until it is joined (the folds of
     // sizes that clients published), so the Vfs forgets it only after.

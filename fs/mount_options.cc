@@ -37,6 +37,9 @@ const char kMountUsage[] =
     "                         off by default. See docs/semantics.md, Direct access\n"
     "  -o lease_break=SECONDS how long a direct-access client has to give up a\n"
     "                         revoked lease before it is cut off (default 5)\n"
+    "  -o uring=auto|off      serve FUSE requests over io_uring when the kernel\n"
+    "                         offers it (fuse module parameter enable_uring), or\n"
+    "                         always over /dev/fuse (default auto)\n"
     "  -o noatime|relatime|strictatime, nodiratime: when reads update atime\n"
     "                         (default relatime; the daemon keeps atime itself)\n"
     "  -o remount             change the options of the live mount on MOUNTPOINT\n"
@@ -127,7 +130,7 @@ std::string KindOf(const std::string& opt, const std::string& key) {
   }
   if (opt == "diratime" || opt == "nodiratime") return "diratime";
   for (const char* k :
-       {"emulate", "meta", "nf_punch", "direct", "lease_break", "lock_wait", "debug"}) {
+       {"emulate", "meta", "nf_punch", "direct", "lease_break", "lock_wait", "uring", "debug"}) {
     if (key == k) return k;
   }
   return "";
@@ -181,6 +184,11 @@ Status ApplyOption(const std::string& opt, MountOptions* out) {
       return Status::Error(EINVAL, "lease_break must be 1..300 seconds, not '" + value + "'");
     }
     out->direct.lease_break_ms = static_cast<uint32_t>(seconds * 1000);
+  } else if (key == "uring") {
+    if (value != "auto" && value != "off") {
+      return Status::Error(EINVAL, "uring must be auto or off, not '" + value + "'");
+    }
+    out->transport.uring = value == "auto";
   } else if (key == "meta") {
     if (value.empty()) return Status::Error(EINVAL, "meta needs a directory");
     out->volume.meta_dir = value;

@@ -7,6 +7,7 @@
 
 #include "base/status.h"
 #include "fs/direct_server.h"
+#include "fs/transport/fuse_channel.h"
 #include "fs/vfs.h"
 #include "journal/volume.h"
 
@@ -22,6 +23,7 @@ struct MountOptions {
   VolumeOptions volume;
   VfsOptions vfs;
   DirectAccessOptions direct;  // direct=, lease_break=
+  TransportOptions transport;  // uring=
   // How long to wait for a device another process has locked (a daemon
   // still finishing its shutdown after umount) before giving up.
   uint32_t lock_wait_seconds = 10;
@@ -36,14 +38,14 @@ struct MountOptions {
   // Which of the daemon's own settings the options named, by kind: "ro"
   // (ro or rw), "atime" (noatime, relatime, strictatime), "diratime",
   // "emulate", "meta", "nf_punch", "direct", "lease_break", "lock_wait",
-  // "debug". A remount changes these and leaves the rest as they are.
+  // "uring", "debug". A remount changes these and leaves the rest as they are.
   std::set<std::string> given;
 };
 
 // Parses `nosyncfs DEVICE MOUNTPOINT [-f] [-d] [-o opt[,opt...]]`, also as
 // mount(8) and mount.fuse3 call it (-n, -s, -v, -t TYPE are accepted).
 // -o options fall into three kinds: ours (emulate=, meta=, nf_punch=,
-// lock_wait=, direct=, lease_break=, debug), the kernel's and libfuse's (rw, ro, noatime, nodev,
+// lock_wait=, direct=, lease_break=, uring=, debug), the kernel's and libfuse's (rw, ro, noatime, nodev,
 // allow_other, ...; passed on), and those meant for mount(8), systemd or
 // the fstab reader alone (defaults, noauto, nofail, _netdev, user, x-*,
 // comment=...; ignored). Anything else is EINVAL "unknown mount option",

@@ -189,6 +189,9 @@ std::string Remounter::Refusal(const MountOptions& requested) const {
       RealPath(requested.volume.meta_dir) != RealPath(vfs_->volume().meta_dir())) {
     return fixed("meta=");
   }
+  if (requested.given.count("uring") && requested.transport.uring != current_.transport.uring) {
+    return fixed("uring=");
+  }
   if (requested.given.count("direct")) {
     auto sorted = [](auto v) {
       std::sort(v.begin(), v.end());

@@ -1,6 +1,6 @@
 // The Vfs's attributes: getattr, setattr (with truncate), and the clearing
 // of set-ID bits that the kernel leaves to the file system
-// (FUSE_HANDLE_KILLPRIV_V2, fs/fuse_channel.h).
+// (FUSE_HANDLE_KILLPRIV_V2, fs/transport/fuse_channel.h).
 #include "fs/vfs.h"
 #include "fs/vfs_internal.h"
 

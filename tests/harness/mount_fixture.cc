@@ -372,6 +372,10 @@ void TestVolume::Mount(const std::string& options) {
     argv.push_back("-o");
     argv.push_back(daemon_options);
   }
+  // The kernel's parameter as this mount needs it, until its INIT is answered.
+  std::optional<TransportForMount> kernel_transport(std::in_place, transport_);
+  const Transport expected =
+      HasOption(options, "uring=off") ? Transport::kDevFuse : transport_;
   int log_fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   REQUIRE(log_fd >= 0);
   std::string header = "==== mount #" + std::to_string(mount_count_) + ": " + JoinArgs(argv) + "\n";
@@ -403,6 +407,18 @@ void TestVolume::Mount(const std::string& options) {
     ForceUnmount(mountpoint_);
     FAIL("nosyncfs did not mount " << mountpoint_ << " within 20 s; its output:\n" << DaemonLog());
   }
+  // This mount's lines of the log: after its header.
+  auto this_mount = [&] {
+    std::string log = DaemonLog();
+    size_t at = log.rfind(header);
+    return at == std::string::npos ? log : log.substr(at);
+  };
+  bool told = WaitUntil([&] { return Contains(this_mount(), "transport: "); }, seconds(20),
+                        milliseconds(2));
+  kernel_transport.reset();
+  INFO("daemon output:\n" << DaemonLog());
+  REQUIRE(told);
+  REQUIRE(Contains(this_mount(), TransportLogLine(expected)));
 }
 
 void TestVolume::Unmount() {

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/harness/transport_mode.h"
+
 namespace nosyncfs::test {
 
 // Path of a built binary (mkfs.nosyncfs, nosyncfs) in NSF_BIN_DIR.
@@ -110,10 +112,12 @@ class TestVolume {
   TestVolume& operator=(const TestVolume&) = delete;
 
   // Starts `nosyncfs IMAGE MOUNTPOINT -f -o OPTIONS` and waits (at most 20 s)
-  // until the mount shows in /proc/self/mountinfo. Fails the test with the
-  // daemon's log if it exits early or never mounts. The options are
-  // remembered for Remount(). Under NSF_EVICT_SEED, emulate=strict is
-  // passed as emulate=evict:SEED (evict_mode.h).
+  // until the mount shows in /proc/self/mountinfo and its daemon has said
+  // which transport it serves over. Fails the test with the daemon's log
+  // if it exits early, never mounts, or serves over another transport than
+  // transport() (or /dev/fuse, with uring=off) (transport_mode.h). The
+  // options are remembered for Remount(). Under NSF_EVICT_SEED,
+  // emulate=strict is passed as emulate=evict:SEED (evict_mode.h).
   void Mount(const std::string& options = "emulate=strict");
   // fusermount3 -u, then waits for the daemon to exit and CHECKs that it
   // exited with status 0. Kills our daemon if it does not exit in time.
@@ -137,6 +141,11 @@ class TestVolume {
   std::chrono::milliseconds SigkillDaemon(
       std::chrono::milliseconds limit = std::chrono::seconds(10));
   void ClearDeadMount();
+
+  // The transport the next mounts are made for: the run's
+  // (NSF_TEST_TRANSPORT) unless set.
+  Transport transport() const { return transport_; }
+  void set_transport(Transport transport) { transport_ = transport; }
 
   bool mounted() const { return daemon_pid_ > 0; }
   pid_t daemon_pid() const { return daemon_pid_; }
@@ -195,6 +204,7 @@ class TestVolume {
   pid_t daemon_pid_ = -1;
   int last_exit_ = -1;
   int mount_count_ = 0;
+  Transport transport_ = TestTransport();
 };
 
 // Runs fsck.nosyncfs on the (unmounted) image: recovery plus the offline

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The examples in conf/ are right: the fstab line parses as fstab(5) and its
 # options mount; the systemd unit passes systemd-analyze verify (where
-# systemd-analyze exists) and its Options= mount.
+# systemd-analyze exists) and its Options= mount; the modprobe.d line sets
+# a parameter the fuse module has.
 # usage: conf_test.sh SOURCE_DIR BIN_DIR
 set -euo pipefail
 src=$1 bin=$2
@@ -49,5 +50,22 @@ if command -v systemd-analyze >/dev/null; then
   echo "mnt-pmem.mount: systemd-analyze verify is clean"
 else
   echo "mnt-pmem.mount: systemd-analyze not installed, unit not verified"
+fi
+# fuse-uring.conf: one modprobe.d line that sets a parameter the fuse
+# module has, to a value it takes (tried through sysfs, then put back).
+conf="$src/conf/fuse-uring.conf"
+line=$(grep -v '^#' "$conf" | grep -v '^$')
+read -r word module setting <<<"$line"
+[ "$word" = options ] && [ "$module" = fuse ] || fail "fuse-uring.conf: not an options line for fuse: $line"
+param=/sys/module/fuse/parameters/${setting%%=*}
+if [ -e "$param" ]; then
+  old=$(cat "$param")
+  echo "${setting#*=}" >"$param" || fail "fuse-uring.conf: the kernel refuses $setting"
+  now=$(cat "$param")
+  echo "$old" >"$param"
+  [ "$now" = Y ] || fail "fuse-uring.conf: $setting leaves the parameter at $now"
+  echo "fuse-uring.conf: $setting is taken (and put back to $old)"
+else
+  echo "fuse-uring.conf: this kernel has no $param, not tried"
 fi
 echo "conf: ok"

@@ -1,6 +1,6 @@
 // What a write costs in FUSE requests: exactly one, flagged or not. (The
 // kernel asks for security.capability before a write unless the daemon has
-// claimed FUSE_HANDLE_KILLPRIV_V2; see fs/fuse_channel.h.) And a close:
+// claimed FUSE_HANDLE_KILLPRIV_V2; see fs/transport/fuse_channel.h.) And a close:
 // none (FOPEN_NOFLUSH).
 #include <fcntl.h>
 #include <sys/xattr.h>

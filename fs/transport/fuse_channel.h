@@ -19,8 +19,17 @@
 //    with ENOSYS, to libfuse as the CREATE it resembles (same arguments,
 //    same reply), marked as a tmpfile request.
 //
-// libfuse's loop reads a request and processes it on the same thread, so
-// the per-thread flags always belong to the request a handler serves.
+// It also chooses the transport, when the INIT reply is about to be
+// written: requests come over io_uring (uring_channel.h) when the kernel
+// offers it, the mount allows it (uring=auto) and every ring could be set
+// up; over /dev/fuse read/write otherwise. Nothing above this layer knows
+// which: a request from a ring goes through the same inspection and the
+// same libfuse decoding, and its reply through the same writev hook, which
+// hands it to the ring.
+//
+// Both libfuse's loop and a ring's thread process a request on the thread
+// that received it and reply there, so the per-thread flags always belong
+// to the request a handler serves.
 #pragma once
 
 #include <array>
@@ -62,12 +71,28 @@ struct RawRequest {
 };
 const RawRequest& CurrentRawRequest();
 
+struct TransportOptions {
+  // uring=auto: serve over io_uring when the kernel offers it; uring=off:
+  // always /dev/fuse.
+  bool uring = true;
+  // Threads (entries) per ring queue; 0: the default (uring_channel.h).
+  uint32_t uring_threads_per_queue = 0;
+};
+
 // Installs the channel on `se`, which must be mounted and not yet running.
 // Counts into `stats`, which must outlive the session. `after_init` (if
 // set) runs once the kernel has taken the INIT reply, i.e. once the mount's
 // parameters are the kernel's (e.g. to raise its readahead, which INIT can
 // only lower). 0 on success, else a negative errno.
-int AttachFuseChannel(fuse_session* se, RequestStats* stats,
+int AttachFuseChannel(fuse_session* se, RequestStats* stats, TransportOptions options,
                       std::function<void()> after_init = nullptr);
+
+// Stops the rings' threads, once libfuse's loop has ended (before the
+// session is destroyed): no request is processed afterwards.
+void DetachFuseChannel();
+
+// "transport uring|dev_fuse", "uring_queues N" and "uring_threads N"
+// lines, for the statistics.
+std::string TransportStatsText();
 
 }  // namespace nosyncfs
