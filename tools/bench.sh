@@ -5,17 +5,20 @@
 #
 # Columns: tmpfs (a directory in /dev/shm), passthrough_ll (built from
 # Debian's libfuse3-dev examples, mounted with default_permissions over a
-# tmpfs directory), nosyncfs (image in /dev/shm, default mount, unflagged
-# files) and nosyncfs NF (the same mount, files laid out and flagged
-# user.nosync=all before timing starts: every write is durable on return).
+# tmpfs directory), nosyncfs (image in /dev/shm, unflagged files) and
+# nosyncfs NF (files laid out and flagged user.nosync=all before timing
+# starts: every write is durable on return), each on two mounts: one over
+# /dev/fuse (uring=off) and one over io_uring (the fuse module's
+# enable_uring turned on for its mount and put back at once; the columns
+# are left out where the kernel has no such parameter).
 #
 # Rows: fio (psync engine) 4 KiB sequential write without fsync; 4 KiB
 # write + fsync each; 4 KiB random write and random read with 1 and 2
 # jobs; 1 MiB sequential write and read; then create, stat and unlink of
 # 10,000 empty files (tests/bench/meta_bench).
 #
-# Then direct access (libnosyncfs), a second table, on the same nosyncfs
-# mount and in the same run: durable 4 KiB random overwrites of a 64 MiB
+# Then direct access (libnosyncfs), a second table, on the /dev/fuse
+# nosyncfs mount and in the same run: durable 4 KiB random overwrites of a 64 MiB
 # NF file through the library against the same writes through FUSE
 # (tests/bench/direct_bench), fio's psync engine under the LD_PRELOAD shim
 # against fio without it, and a write-ahead log of 4 KiB records into a
@@ -36,8 +39,8 @@
 # every write durable before it returns, BENCH_DB_OPS writes, default
 # 20000), each on kernel tmpfs (no FUSE and no durability: the ceiling),
 # on passthrough_ll over tmpfs, on nosyncfs without flags, on nosyncfs in a
-# directory with the no-fsync policy through FUSE, and the same under the
-# LD_PRELOAD shim. Commits (or writes) per second, ratios to
+# directory with the no-fsync policy through FUSE (over /dev/fuse and over
+# io_uring), and the same under the LD_PRELOAD shim. Commits (or writes) per second, ratios to
 # passthrough_ll, and the shim's to tmpfs.
 #
 # Each figure is the median of BENCH_ROUNDS runs (default 5), the targets
@@ -46,24 +49,25 @@
 # median. A difference smaller than the spreads is drift, not a change.
 #
 # Environment: BENCH_ROUNDS, BENCH_RUNTIME (seconds per fio run, default
-# 3), BENCH_DIR (where the images and mounts live, default /dev/shm),
+# 2), BENCH_DIR (where the images and mounts live, default /dev/shm),
 # BENCH_SQLITE_TXNS, BENCH_DB_OPS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh >/dev/null
 BIN=$PWD/build/bin
-RUNTIME=${BENCH_RUNTIME:-3}
+RUNTIME=${BENCH_RUNTIME:-2}
 ROUNDS=${BENCH_ROUNDS:-5}
 WORK=$(mktemp -d "${BENCH_DIR:-/dev/shm}/nosyncfs-bench.XXXXXX")
 MOUNTS=()
 
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
 cleanup() {
   for m in "${MOUNTS[@]}"; do
     if grep -qs " $m fuse" /proc/mounts; then fusermount3 -u "$m" || true; fi
   done
   # Our daemons release their images once they have finished shutting down.
   for _ in $(seq 100); do
-    fuser -s "$WORK"/img "$WORK"/ptll-src 2>/dev/null || break
+    fuser -s "$WORK"/img "$WORK"/img-uring "$WORK"/ptll-src 2>/dev/null || break
     sleep 0.1
   done
   rm -rf "$WORK"
@@ -84,50 +88,74 @@ else
   echo "(no $PTLL_SRC: the passthrough_ll column is left out)" >&2
 fi
 
-mkdir -p "$WORK"/tmpfs "$WORK"/ptll-src "$WORK"/ptll "$WORK"/nsf
+mkdir -p "$WORK"/tmpfs "$WORK"/ptll-src "$WORK"/ptll "$WORK"/nsf "$WORK"/nsfu
 if [ -n "$PTLL" ]; then
   "$PTLL" -o source="$WORK"/ptll-src,default_permissions "$WORK"/ptll
   MOUNTS+=("$WORK"/ptll)
 fi
 "$BIN"/mkfs.nosyncfs -s 6G "$WORK"/img >/dev/null
 # direct=root: the direct-access rows at the end use the same mount.
-"$BIN"/nosyncfs "$WORK"/img "$WORK"/nsf -o direct=root
+"$BIN"/nosyncfs "$WORK"/img "$WORK"/nsf -o direct=root,uring=off
 MOUNTS+=("$WORK"/nsf)
 mkdir "$WORK"/nsf/nf "$WORK"/nsf/plain
+# The io_uring mount: the kernel reads enable_uring when the mount starts,
+# so it is on for that moment only.
+URING=""
+if [ -w "$URING_PARAM" ]; then
+  "$BIN"/mkfs.nosyncfs -s 4G "$WORK"/img-uring >/dev/null
+  was=$(cat "$URING_PARAM")
+  echo Y >"$URING_PARAM"
+  "$BIN"/nosyncfs "$WORK"/img-uring "$WORK"/nsfu -o uring=auto
+  MOUNTS+=("$WORK"/nsfu)
+  transport=$(getfattr --only-values -n user.nosyncfs.stats "$WORK"/nsfu | awk '$1 == "transport" { print $2 }')
+  echo "$was" >"$URING_PARAM"
+  [ "$transport" = uring ] || { echo "bench: the io_uring mount serves over $transport" >&2; exit 1; }
+  mkdir "$WORK"/nsfu/nf "$WORK"/nsfu/plain
+  URING=1
+else
+  echo "(no $URING_PARAM: the io_uring columns are left out)" >&2
+fi
 
-TARGETS=(tmpfs ptll nsf nf)
+TARGETS=(tmpfs ptll nsf nsfu nf nfu)
 dir_of() {
   case $1 in
     tmpfs) echo "$WORK/tmpfs" ;;
     ptll) echo "$WORK/ptll" ;;
     nsf) echo "$WORK/nsf/plain" ;;
+    nsfu) echo "$WORK/nsfu/plain" ;;
     nf) echo "$WORK/nsf/nf" ;;
+    nfu) echo "$WORK/nsfu/nf" ;;
   esac
 }
-have() { [ "$1" != ptll ] || [ -n "$PTLL" ]; }
+have() {
+  case $1 in
+    ptll) [ -n "$PTLL" ] ;;
+    nsfu | nfu | policyu) [ -n "$URING" ] ;;
+    *) true ;;
+  esac
+}
 
 # fio terse (version 3) fields: read IOPS 8, read bandwidth (KiB/s) 7,
 # read mean latency (us) 40; write IOPS 49, bandwidth 48, mean latency 81.
 FIELD_IOPS_R=8; FIELD_BW_R=7; FIELD_IOPS_W=49; FIELD_BW_W=48; FIELD_LAT_W=81
 
 # run_fio TARGET FIELD SCALE FIO_ARGS...: lays the files out (and flags
-# them for NF), then runs the job once, timed; prints FIELD / SCALE, and
-# the mean write latency (us) after it.
+# them for NF) unless an earlier round of the row did, then runs the job
+# once, timed; prints FIELD / SCALE, and the mean write latency (us) after
+# it. The row removes the files when its rounds are done.
 run_fio() {
   local target=$1 field=$2 scale=$3
   shift 3
   local dir
   dir=$(dir_of "$target")
-  rm -f "$dir"/job.*
   fio --name=job --directory="$dir" --filename_format='job.$jobnum' --ioengine=psync \
     --create_only=1 "$@" >/dev/null
-  if [ "$target" = nf ]; then
+  if [ "$target" = nf ] || [ "$target" = nfu ]; then
     for f in "$dir"/job.*; do setfattr -n user.nosync -v all "$f"; done
   fi
   fio --name=job --directory="$dir" --filename_format='job.$jobnum' --ioengine=psync \
     --group_reporting --output-format=terse --terse-version=3 "$@" |
     awk -F';' -v f="$field" -v s="$scale" -v l=$FIELD_LAT_W '{ printf "%.1f %.1f\n", $f / s, $l }'
-  rm -f "$dir"/job.*
 }
 
 declare -A RESULT  # key,target -> the figures of every round
@@ -148,6 +176,9 @@ row() {
       RESULT[$key,$t]+="$figure "
       [ -z "$lat_key" ] || RESULT[$lat_key,$t]+="$lat "
     done
+  done
+  for t in "${TARGETS[@]}"; do
+    if have "$t"; then rm -f "$(dir_of "$t")"/job.*; fi
   done
 }
 median() {
@@ -173,15 +204,15 @@ head_cell() { printf ' %11s %-5s' "$1" ""; }
 # (they are short, and the noisiest).
 for op in create stat unlink; do ROWS+=("$op|$op 10,000 empty files|ops/s"); done
 for _ in $(seq 5); do
-  for t in tmpfs ptll nsf; do
+  for t in tmpfs ptll nsf nsfu; do
     have "$t" || continue
     while read -r op rate; do RESULT[$op,$t]+="$rate "; done < <("$BIN"/meta_bench "$(dir_of "$t")" 10000)
   done
 done
 
 TIMED=(--time_based --runtime="$RUNTIME")
-# fio: 8 rows of 4 targets; direct access: 13 runs; databases: about 15 s.
-echo "running (about $(((ROUNDS * ((RUNTIME + 2) * 32 + (RUNTIME + 1) * 13 + 15) + 30) / 60 + 1)) minutes) ..." >&2
+# fio: 8 rows of 6 targets; direct access: 13 runs; databases: about 20 s.
+echo "running (about $(((ROUNDS * ((RUNTIME + 1) * 48 + (RUNTIME + 1) * 13 + 20) + 60) / 60 + 1)) minutes) ..." >&2
 row seqw "4K seq write (no fsync)" "IOPS" $FIELD_IOPS_W 1 \
   seqw_lat "4K seq write (no fsync): latency" -- \
   --rw=write --bs=4k --size=64m "${TIMED[@]}"
@@ -208,13 +239,14 @@ for r in "${ROWS[@]}"; do
   key=${r%%|*}
   for t in "${TARGETS[@]}"; do MEDIAN[$key,$t]=$(median "${RESULT[$key,$t]:-}"); done
 done
-printf '\n%-36s %-6s%s%s%s%s %9s %9s\n' workload unit "$(head_cell tmpfs)" \
-  "$(head_cell passthru_ll)" "$(head_cell nosyncfs)" "$(head_cell "nosyncfs NF")" "nsf/ptll" "NF/ptll"
+printf '\n%-36s %-6s%s%s%s%s%s%s %9s %9s %9s %9s\n' workload unit "$(head_cell tmpfs)" \
+  "$(head_cell passthru_ll)" "$(head_cell nsf)" "$(head_cell "nsf uring")" "$(head_cell "NF")" \
+  "$(head_cell "NF uring")" "nsf/ptll" "uring/ptll" "NF/ptll" "NFu/ptll"
 for r in "${ROWS[@]}"; do
   IFS='|' read -r key label unit <<<"$r"
   line=$(printf '%-36s %-6s' "$label" "$unit")
   for t in "${TARGETS[@]}"; do line+=$(cell "${RESULT[$key,$t]:-}"); done
-  for t in nsf nf; do
+  for t in nsf nsfu nf nfu; do
     ours=${MEDIAN[$key,$t]:-} base=${MEDIAN[$key,ptll]:-}
     if [ -z "$ours" ] || [ -z "$base" ]; then
       line+=$(printf ' %9s' -)
@@ -351,13 +383,19 @@ rocksdb_rate() {
        END { exit !found }' <<<"$out"
 }
 
-DBTARGETS=(tmpfs ptll nsf policy shim)
+POLICYDIRU="$WORK"/nsfu/db
+if [ -n "$URING" ]; then
+  mkdir "$POLICYDIRU"
+  setfattr -n user.nosync -v all "$POLICYDIRU"
+fi
+DBTARGETS=(tmpfs ptll nsf policy policyu shim)
 db_dir_of() {
   case $1 in
     tmpfs) echo "$WORK/tmpfs" ;;
     ptll) echo "$WORK/ptll" ;;
     nsf) echo "$WORK/nsf/plain" ;;
     policy | shim) echo "$POLICYDIR" ;;
+    policyu) echo "$POLICYDIRU" ;;
   esac
 }
 declare -A DB
@@ -377,13 +415,14 @@ for _ in $(seq "$ROUNDS"); do
   done
 done
 declare -A DBLABEL=([sqlite]="SQLite WAL, synchronous=FULL" [rocksdb]="RocksDB db_bench fillseq sync=1")
-printf '\n%-34s %-9s%s%s%s%s%s %9s %9s %9s %10s\n' database unit "$(head_cell tmpfs)" \
+printf '\n%-34s %-9s%s%s%s%s%s%s %9s %9s %9s %9s %10s\n' database unit "$(head_cell tmpfs)" \
   "$(head_cell passthru_ll)" "$(head_cell nosyncfs)" "$(head_cell "NF policy")" \
-  "$(head_cell policy+shim)" "nsf/ptll" "pol/ptll" "shim/ptll" "shim/tmpfs"
+  "$(head_cell "pol. uring")" "$(head_cell policy+shim)" "nsf/ptll" "pol/ptll" "polu/ptll" \
+  "shim/ptll" "shim/tmpfs"
 for row in "${DBROWS[@]}"; do
   line=$(printf '%-34s %-9s' "${DBLABEL[$row]}" "$([ "$row" = sqlite ] && echo commits/s || echo writes/s)")
   for t in "${DBTARGETS[@]}"; do line+=$(cell "${DB[$row,$t]:-}"); done
-  for pair in nsf:ptll policy:ptll shim:ptll shim:tmpfs; do
+  for pair in nsf:ptll policy:ptll policyu:ptll shim:ptll shim:tmpfs; do
     ours=$(median "${DB[$row,${pair%:*}]:-}")
     base=$(median "${DB[$row,${pair#*:}]:-}")
     if [ -z "$ours" ] || [ -z "$base" ]; then

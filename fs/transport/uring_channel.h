@@ -17,6 +17,12 @@
 // hold up the others of its CPU. The kernel reuses the entry freed last,
 // so a queue that is not busy keeps running on one warm thread.
 //
+// A queue's threads run on its CPU, and after each reply a thread looks
+// for the next request for a moment (yielding the CPU between looks)
+// before it sleeps: on a small virtual machine the wake-ups of the request
+// round trip, not the daemon's work, are what a request costs
+// (docs/architecture.md, "Transport").
+//
 // FORGET, INTERRUPT, notifications and INIT stay on /dev/fuse, which
 // libfuse's loop keeps serving (fuse_channel.h).
 #pragma once
