@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config libfuse3-dev fuse3 librocksdb-dev libspdlog-dev
-          catch2 libboost-dev libpmem2-dev liburing-dev attr fio rsync dpkg-dev file man-db sqlite3 rocksdb-tools)
+          catch2 libboost-dev libpmem2-dev liburing-dev attr fio rsync dpkg-dev file man-db sqlite3 rocksdb-tools
+          lintian)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
