@@ -46,6 +46,15 @@ endfunction()
 set(NSF_PACKAGE_STAGE ${CMAKE_BINARY_DIR}/package)
 file(MAKE_DIRECTORY ${NSF_PACKAGE_STAGE}/man)
 
+# Compresses SOURCE (relative to the source tree) into OUTPUT at build time,
+# as Debian wants man pages and changelogs: gzip -9n, no name or time in
+# the header, so that a rebuild gives the same bytes.
+function(nsf_gzip source output)
+  add_custom_command(OUTPUT ${output}
+    COMMAND sh -c "gzip -9nc \"$0\" > \"$1\"" ${PROJECT_SOURCE_DIR}/${source} ${output}
+    DEPENDS ${source} VERBATIM)
+endfunction()
+
 # The daemon and nosyncctl in bin/ (mount.fuse3 runs the daemon by name for
 # `mount -t fuse.nosyncfs`); mkfs.nosyncfs and fsck.nosyncfs in sbin/,
 # where mkfs(8) and fsck(8) look.
@@ -61,17 +70,14 @@ file(CREATE_LINK fsck.nosyncfs ${NSF_PACKAGE_STAGE}/fsck.fuse.nosyncfs SYMBOLIC)
 install(FILES ${NSF_PACKAGE_STAGE}/fsck.fuse.nosyncfs DESTINATION ${CMAKE_INSTALL_SBINDIR}
         COMPONENT filesystem)
 
-# Man pages, compressed as Debian wants them (gzip -n: no name or time in
-# the header, so that a rebuild gives the same bytes).
+# Man pages, compressed.
 set(man_sources docs/man/nosyncfs.8 docs/man/mkfs.nosyncfs.8 docs/man/fsck.nosyncfs.8
                 docs/man/nosyncctl.1)
 set(man_pages)
 foreach(source IN LISTS man_sources)
   get_filename_component(name ${source} NAME)
   set(page ${NSF_PACKAGE_STAGE}/man/${name}.gz)
-  add_custom_command(OUTPUT ${page}
-    COMMAND sh -c "gzip -9nc \"$0\" > \"$1\"" ${PROJECT_SOURCE_DIR}/${source} ${page}
-    DEPENDS ${source} VERBATIM)
+  nsf_gzip(${source} ${page})
   list(APPEND man_pages ${page})
   string(REGEX MATCH "[0-9]$" section ${name})
   install(FILES ${page} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${section} COMPONENT filesystem)
@@ -117,8 +123,9 @@ install(TARGETS nosyncfs_shim LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/nosync
 nsf_install_debug_symbols(shim nosyncfs_shim)
 
 # The copyright file in Debian's machine-readable format, its licence text
-# (Expat, Debian's name for this MIT licence) taken from LICENSE; the changelog, whose newest entry must be this
-# version (lintian and apt-listchanges read it).
+# (Expat, Debian's name for this MIT licence) taken from LICENSE; the
+# changelog, whose newest entry must be this version (lintian and
+# apt-listchanges read it).
 file(READ ${PROJECT_SOURCE_DIR}/LICENSE license)
 string(REGEX REPLACE "^.*\n(Permission is hereby)" "\\1" license "${license}")
 string(REGEX REPLACE "\n+$" "" license "${license}")
@@ -134,10 +141,7 @@ if(NOT changelog_top MATCHES "^nosyncfs \\(${PROJECT_VERSION}\\) ")
                       "${PROJECT_VERSION}: ${changelog_top}")
 endif()
 set(changelog ${NSF_PACKAGE_STAGE}/changelog.gz)
-add_custom_command(OUTPUT ${changelog}
-  COMMAND sh -c "gzip -9nc \"$0\" > \"$1\"" ${PROJECT_SOURCE_DIR}/tools/package/changelog
-          ${changelog}
-  DEPENDS tools/package/changelog VERBATIM)
+nsf_gzip(tools/package/changelog ${changelog})
 add_custom_target(package_files ALL DEPENDS ${man_pages} ${changelog})
 
 foreach(component IN LISTS NSF_PACKAGE_COMPONENTS NSF_PACKAGE_DEBUG_COMPONENTS)
