@@ -9,6 +9,10 @@ set(CPACK_PACKAGE_CONTACT "nosyncfs developers <dev@nosyncfs.invalid>")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_COMPONENTS_ALL ${NSF_PACKAGE_COMPONENTS} ${NSF_PACKAGE_DEBUG_COMPONENTS})
+foreach(component IN LISTS CPACK_COMPONENTS_ALL)
+  string(TOUPPER ${component} upper)
+  nsf_package_of(${component} CPACK_DEBIAN_${upper}_PACKAGE_NAME)
+endforeach()
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 # Debian's own packages are xz-compressed: the daemon's package is 500 KiB,
 # 890 KiB with gzip.
@@ -38,7 +42,6 @@ fsync has nothing left to do for it; hole punch, truncate, zero range and
 copy against flagged extents are atomic, and a crash never loses an
 acknowledged write.")
 
-set(CPACK_DEBIAN_FILESYSTEM_PACKAGE_NAME ${NSF_PACKAGE_FILESYSTEM})
 set(CPACK_DEBIAN_FILESYSTEM_PACKAGE_SECTION admin)
 # fusermount3 and mount.fuse3 are needed at run time; setfattr and
 # getfattr are how users flag files without nosyncctl.
@@ -53,7 +56,6 @@ This package has the file system daemon (mount -t fuse.nosyncfs),
 mkfs.nosyncfs, fsck.nosyncfs, nosyncctl to set and show the flags, and
 examples for fstab, systemd and FUSE over io_uring.")
 
-set(CPACK_DEBIAN_LIBRARY_PACKAGE_NAME ${NSF_PACKAGE_LIBRARY})
 set(CPACK_DEBIAN_LIBRARY_PACKAGE_SECTION libs)
 # The shlibs file tells dpkg-shlibdeps of a program linked with
 # libnosyncfs.so.0 which package to depend on: any 0.x release may change
@@ -80,7 +82,6 @@ libnosyncfs maps the no-fsync extents of files on a nosyncfs mount into
 the program and writes them in place, durable on return, without a FUSE
 round trip; everything else goes through the file system as usual.")
 
-set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_NAME ${NSF_PACKAGE_DEVELOPMENT})
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_DEPENDS "${NSF_PACKAGE_LIBRARY} ${nsf_exact_version}")
 set(CPACK_DEBIAN_DEVELOPMENT_DESCRIPTION
@@ -91,7 +92,6 @@ This package has what a C or C++ program needs to build against
 libnosyncfs: the header nosyncfs.h, the library link and the pkg-config
 file (pkg-config --cflags --libs nosyncfs).")
 
-set(CPACK_DEBIAN_SHIM_PACKAGE_NAME ${NSF_PACKAGE_SHIM})
 set(CPACK_DEBIAN_SHIM_PACKAGE_SECTION libs)
 set(CPACK_DEBIAN_SHIM_PACKAGE_DEPENDS "${NSF_PACKAGE_LIBRARY} ${nsf_exact_version}")
 set(CPACK_DEBIAN_SHIM_DESCRIPTION
@@ -103,14 +103,11 @@ a program's reads, writes and syncs of no-fsync files through libnosyncfs,
 so that a database's durable commits skip the FUSE round trip and the
 fsync; every other call goes to the C library unchanged.")
 
-# PACKAGE-dbgsym: Debian's name and section for debug symbols. The
-# debug files are not programs for dpkg-shlibdeps to read.
+# PACKAGE-dbgsym: Debian's section for debug symbols. The debug files are
+# not programs for dpkg-shlibdeps to read.
 foreach(component IN LISTS NSF_PACKAGE_DEBUG_COMPONENTS)
-  string(REGEX REPLACE "_dbgsym$" "" owner ${component})
-  string(TOUPPER ${owner} owner)
   string(TOUPPER ${component} upper)
-  set(package ${CPACK_DEBIAN_${owner}_PACKAGE_NAME})
-  set(CPACK_DEBIAN_${upper}_PACKAGE_NAME ${package}-dbgsym)
+  string(REGEX REPLACE "-dbgsym$" "" package ${CPACK_DEBIAN_${upper}_PACKAGE_NAME})
   set(CPACK_DEBIAN_${upper}_PACKAGE_SECTION debug)
   set(CPACK_DEBIAN_${upper}_PACKAGE_SHLIBDEPS OFF)
   set(CPACK_DEBIAN_${upper}_PACKAGE_DEPENDS "${package} ${nsf_exact_version}")

@@ -29,6 +29,18 @@ if(CMAKE_BUILD_TYPE MATCHES "^(RelWithDebInfo|Debug)$")
   set(NSF_PACKAGE_DEBUG_COMPONENTS filesystem_dbgsym library_dbgsym shim_dbgsym)
 endif()
 
+# The Debian package of an install component: NSF_PACKAGE_<COMPONENT>, and
+# PACKAGE-dbgsym for COMPONENT_dbgsym.
+function(nsf_package_of component out)
+  string(REGEX REPLACE "_dbgsym$" "" owner ${component})
+  string(TOUPPER ${owner} upper)
+  set(package ${NSF_PACKAGE_${upper}})
+  if(NOT owner STREQUAL component)
+    string(APPEND package -dbgsym)
+  endif()
+  set(${out} ${package} PARENT_SCOPE)
+endfunction()
+
 # The debug symbols of TARGETS, for COMPONENT_dbgsym
 # (tools/package/keep_debug.cmake).
 function(nsf_install_debug_symbols component)
@@ -145,12 +157,9 @@ nsf_gzip(tools/package/changelog ${changelog})
 add_custom_target(package_files ALL DEPENDS ${man_pages} ${changelog})
 
 foreach(component IN LISTS NSF_PACKAGE_COMPONENTS NSF_PACKAGE_DEBUG_COMPONENTS)
-  string(REGEX REPLACE "_dbgsym$" "" owner ${component})
-  string(TOUPPER ${owner} upper)
-  set(package ${NSF_PACKAGE_${upper}})
+  nsf_package_of(${component} package)
   set(exclude)
-  if(NOT owner STREQUAL component)
-    set(package ${package}-dbgsym)
+  if(component IN_LIST NSF_PACKAGE_DEBUG_COMPONENTS)
     set(exclude EXCLUDE_FROM_ALL)
   endif()
   install(FILES ${NSF_PACKAGE_STAGE}/copyright ${changelog}

@@ -25,15 +25,14 @@ required=$(apt-cache dumpavail |
 apt-cache show --no-all-versions $(simulate "$work/empty" $required) |
   sed '/^Package: /a Status: install ok installed' >"$work/status"
 
-ours_size=0; ours_installed=0
+ours_size=0; ours_installed=0; debs=(); ours=()
 for deb in "$@"; do
   ours_size=$((ours_size + $(stat -c %s "$deb")))
   ours_installed=$((ours_installed + $(dpkg-deb -f "$deb" Installed-Size)))
+  debs+=("$(realpath "$deb")")
+  ours+=("$(dpkg-deb -f "$deb" Package)=$(dpkg-deb -f "$deb" Version)")
 done
-debs=()
-for deb in "$@"; do debs+=("$(realpath "$deb")"); done
-added=$(simulate "$work/status" "${debs[@]}" | grep -v -F -x -f <(
-  for deb in "$@"; do echo "$(dpkg-deb -f "$deb" Package)=$(dpkg-deb -f "$deb" Version)"; done) || true)
+added=$(simulate "$work/status" "${debs[@]}" | grep -v -F -x -f <(printf '%s\n' "${ours[@]}") || true)
 size=0; installed=0; names=()
 if [ -n "$added" ]; then
   # shellcheck disable=SC2086  # one word per package
