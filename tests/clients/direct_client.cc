@@ -7,7 +7,8 @@
 //                             i < COUNT with nsf_pwrite, printing "ack I" after
 //                             each returns, then "done" and waits to be killed
 //   map FILE OFF LEN persist|nopersist
-//                             stores Record(7, LEN) through nsf_map at OFF,
+//                             stores Record(7, LEN) through nsf_map at OFF
+//                             (asking for a new lease if it has none now),
 //                             persists it or not, prints "stored", waits
 //   hold FILE                 attaches, prints "leased" or "no-lease", waits
 //   hold-closed FILE          as hold, then closes the descriptor behind the
@@ -43,6 +44,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -131,7 +133,12 @@ int Map(const char* path, uint64_t off, uint64_t len, bool persist) {
   int fd = nsf_open(path, O_RDWR);
   if (fd < 0) return Fail("nsf_open");
   void* addr = nullptr;
-  if (nsf_map(fd, static_cast<off_t>(off), len, &addr) != 0) return Fail("nsf_map");
+  // As nosyncfs.h tells a program: no lease now (another process's open for
+  // writing revokes an appender's) means ask for a new one and map again.
+  for (int tries = 1; nsf_map(fd, static_cast<off_t>(off), len, &addr) != 0; ++tries) {
+    if (errno != ENODATA || tries == 10) return Fail("nsf_map");
+    if (nsf_refresh(fd) != 0) return Fail("nsf_refresh");
+  }
   std::string rec = nosyncfs::test::Record(7, len);
   std::memcpy(addr, rec.data(), len);
   if (persist && nsf_persist(addr, len) != 0) return Fail("nsf_persist");
